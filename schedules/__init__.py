@@ -1,0 +1,1 @@
+"""The scheduler process: fires each schedule's weekly edition once per period (not built yet)."""

@@ -1,0 +1,101 @@
+"""Shared fixtures: settings in a temp folder, and a migrated database on SQLite and PostgreSQL.
+
+PostgreSQL tests each get their own schema in the `test` database, so runs never collide. With
+CI=true an unreachable PostgreSQL fails those tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from worker import db
+from worker.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_COMPARISONS = REPO.parent / "shared" / "comparisons"
+EXAMPLE = REPO / "examples" / "claude-4-api-vs-code-llama-4.json"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+SETTING_NAMES = (
+    "DATABASE_URL", "REDIS_URL", "NEWSLETTER_TRANSPORT", "OUTBOX_DIR", "FROM_ADDRESS",
+    "PUBLIC_BASE_URL", "LIST_UNSUBSCRIBE_MAILTO", "SECRET_KEY", "POSTAL_ADDRESS",
+    "NEWSLETTER_TIMEZONE", "SEND_LEASE_S", "VAR_DIR", "SES_REGION", "SES_ENDPOINT_URL",
+)
+
+
+def service_unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is unreachable: {error}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No setting leaks in from the machine; the working folder is a fresh temp folder."""
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    from worker.config import get_settings
+
+    get_settings.cache_clear()
+    return tmp_path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        VAR_DIR=str(tmp_path / "var"),
+        NEWSLETTER_TRANSPORT="memory",
+        SECRET_KEY="test-secret-key",
+        POSTAL_ADDRESS="1 Test Street, Testville",
+        FROM_ADDRESS="Weekly AI Tool Verdicts <verdicts@example.org>",
+        PUBLIC_BASE_URL="https://verdicts.example.org",
+    )
+
+
+def postgres_schema_url(schema: str) -> str:
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh, empty schema in the PostgreSQL `test` database, dropped afterwards."""
+    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as error:
+        admin.dispose()
+        service_unavailable("PostgreSQL", error)
+    try:
+        yield schema
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings) -> Iterator[Engine]:
+    """A migrated database: the SQLite file of `settings`, or a private PostgreSQL schema."""
+    if request.param == "sqlite":
+        made = db.make_engine(settings)
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        made = db.make_engine(settings.model_copy(update={"database_url": postgres_schema_url(schema)}))
+    db.upgrade(made)
+    try:
+        yield made
+    finally:
+        made.dispose()

@@ -1,0 +1,1 @@
+"""Verdicts Mailer: the weekly newsletter engine (data, rendering, delivery)."""

@@ -1,0 +1,101 @@
+"""Settings from the environment (and an optional .env file); read through get_settings()."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+TransportName = Literal["outbox", "memory", "ses", "smtp"]
+
+
+class Settings(BaseSettings):
+    """Every knob the mailer has. Defaults run everything on one machine with no services."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    var_dir: Path = Field(default=Path("var"), alias="VAR_DIR")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    transport: TransportName = Field(default="outbox", alias="NEWSLETTER_TRANSPORT")
+    outbox_dir: Path | None = Field(default=None, alias="OUTBOX_DIR")
+    from_address: str = Field(
+        default="Weekly AI Tool Verdicts <verdicts@localhost>", alias="FROM_ADDRESS"
+    )
+    public_base_url: str = Field(default="http://localhost:8000", alias="PUBLIC_BASE_URL")
+    list_unsubscribe_mailto: str | None = Field(default=None, alias="LIST_UNSUBSCRIBE_MAILTO")
+    secret_key: str | None = Field(default=None, alias="SECRET_KEY")
+    postal_address: str = Field(default="", alias="POSTAL_ADDRESS")
+    timezone: str = Field(default="UTC", alias="NEWSLETTER_TIMEZONE")
+    send_lease_s: int = Field(default=300, alias="SEND_LEASE_S", ge=10)
+    ses_region: str | None = Field(default=None, alias="SES_REGION")
+    ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
+    ses_endpoint_url: str | None = Field(default=None, alias="SES_ENDPOINT_URL")
+    admin_password: str | None = Field(default=None, alias="ADMIN_PASSWORD")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver SQLAlchemy should use (psycopg 3 for PostgreSQL)."""
+        if not self.database_url:
+            return f"sqlite:///{self.var_dir / 'newsletter.db'}"
+        url = self.database_url
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_embedded_db(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite")
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.var_dir / "outbox"
+
+    @property
+    def unsubscribe_mailto(self) -> str:
+        if self.list_unsubscribe_mailto:
+            return self.list_unsubscribe_mailto
+        domain = self.from_address.rsplit("@", 1)[-1].rstrip(">").strip()
+        return f"unsubscribe@{domain}"
+
+    def signing_key(self) -> bytes:
+        """SECRET_KEY, or on the embedded setup a key generated once and kept in var/."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        if not self.is_embedded_db:
+            raise ConfigError("SECRET_KEY is not set: links in emails cannot be signed")
+        path = self.var_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,195 @@
+"""Delivery bookkeeping: one row per (edition, subscriber), moved by atomic conditional UPDATEs.
+
+pending → sending (claimed with a lease) → sent | failed | skipped, or back to pending on a
+transient error. A row still `sending` after its lease ran out is `uncertain`: the message may
+or may not have left, so it is never resent without an operator or a provider event saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, literal, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlmodel import Session, col, select
+
+from worker.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    EditionStatus,
+    Subscriber,
+    SubscriberStatus,
+    UTCDateTime,
+    utcnow,
+)
+
+INSERT_BATCH = 5_000
+
+
+def add_recipients(session: Session, edition_id: int) -> int:
+    """A pending row for every active subscriber not yet on the edition (insert-or-ignore)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    added = 0
+    last_id = 0
+    while True:
+        ids = list(
+            session.exec(
+                select(Subscriber.id)
+                .where(Subscriber.status == SubscriberStatus.ACTIVE)
+                .where(col(Subscriber.id) > last_id)
+                .order_by(col(Subscriber.id))
+                .limit(INSERT_BATCH)
+            )
+        )
+        if not ids:
+            return added
+        rows = [
+            {"edition_id": edition_id, "subscriber_id": sid, "state": DeliveryState.PENDING, "attempts": 0}
+            for sid in ids
+        ]
+        statement = insert(Delivery).values(rows).on_conflict_do_nothing(
+            index_elements=["edition_id", "subscriber_id"]
+        )
+        added += session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+        last_id = ids[-1]  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    active: bool
+
+
+def claim(session: Session, edition_id: int, *, limit: int, now: datetime | None = None) -> list[Claimed]:
+    """Atomically take up to `limit` pending rows as `sending`; a racing claimer gets others."""
+    now = now or utcnow()
+    candidates = (
+        sa_select(Delivery.id)  # type: ignore[call-overload]
+        .where(Delivery.edition_id == edition_id, Delivery.state == DeliveryState.PENDING)
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id).in_(candidates.scalar_subquery()))
+        .where(col(Delivery.state) == DeliveryState.PENDING)
+        .values(state=DeliveryState.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
+        .returning(col(Delivery.id))
+    )
+    ids = [row[0] for row in session.execute(statement)]
+    if not ids:
+        return []
+    rows = session.execute(
+        sa_select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)  # type: ignore[call-overload]
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(col(Delivery.id).in_(ids))
+        .order_by(Delivery.id)
+    )
+    return [
+        Claimed(
+            delivery_id=did,
+            subscriber_id=sid,
+            email=email,
+            name=name,
+            active=status == SubscriberStatus.ACTIVE,
+        )
+        for did, sid, email, name, status in rows
+    ]
+
+
+def _move(
+    session: Session,
+    delivery_ids: Sequence[int],
+    *,
+    to: DeliveryState,
+    **values: object,
+) -> int:
+    if not delivery_ids:
+        return 0
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id).in_(delivery_ids))
+        .where(col(Delivery.state) == DeliveryState.SENDING)
+        .values(state=to, **values)
+    )
+    return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+
+
+def mark_sent(session: Session, delivery_id: int, *, provider_id: str | None, now: datetime | None = None) -> int:
+    return _move(session, [delivery_id], to=DeliveryState.SENT, provider_message_id=provider_id, sent_at=now or utcnow(), last_error=None)
+
+
+def mark_failed(session: Session, delivery_id: int, *, reason: str) -> int:
+    return _move(session, [delivery_id], to=DeliveryState.FAILED, last_error=reason[:2000])
+
+
+def mark_skipped(session: Session, delivery_ids: Sequence[int], *, reason: str) -> int:
+    return _move(session, delivery_ids, to=DeliveryState.SKIPPED, last_error=reason)
+
+
+def release(session: Session, delivery_ids: Sequence[int], *, reason: str) -> int:
+    """Back to pending after a transient failure (or a pause) so a later pass sends it."""
+    return _move(session, delivery_ids, to=DeliveryState.PENDING, last_error=reason[:2000], claimed_at=None)
+
+
+def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, int]:
+    rows = session.execute(
+        sa_select(Delivery.id, Delivery.attempts).where(col(Delivery.id).in_(delivery_ids))  # type: ignore[call-overload]
+    )
+    return {delivery_id: attempts for delivery_id, attempts in rows}
+
+
+def expire_leases(session: Session, edition_id: int, *, lease_s: int, now: datetime | None = None) -> int:
+    """Rows left `sending` past their lease (a worker died mid-send) become `uncertain`."""
+    cutoff = (now or utcnow()) - timedelta(seconds=lease_s)
+    statement = (
+        update(Delivery)
+        .where(
+            and_(
+                col(Delivery.edition_id) == edition_id,
+                col(Delivery.state) == DeliveryState.SENDING,
+                col(Delivery.claimed_at) < cutoff,
+            )
+        )
+        .values(state=DeliveryState.UNCERTAIN, last_error="lease expired while sending")
+    )
+    return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+
+
+def counts(connection: Session | Connection, edition_id: int) -> dict[DeliveryState, int]:
+    rows = connection.execute(
+        sa_select(Delivery.state, func.count())  # type: ignore[call-overload]
+        .where(Delivery.edition_id == edition_id)
+        .group_by(Delivery.state)
+    )
+    found = {DeliveryState(state): count for state, count in rows}
+    return {state: found.get(state, 0) for state in DeliveryState}
+
+
+def set_edition_status(
+    session: Session, edition_id: int, *, to: EditionStatus, only_from: Sequence[EditionStatus], reason: str = ""
+) -> bool:
+    """One conditional UPDATE per transition, so a racing process loses cleanly."""
+    values: dict[str, object] = {"status": to, "status_reason": reason}
+    if to == EditionStatus.SENDING:
+        values["started_at"] = func.coalesce(col(Edition.started_at), literal(utcnow(), UTCDateTime()))
+    if to == EditionStatus.SENT:
+        values["finished_at"] = utcnow()
+    statement = (
+        update(Edition)
+        .where(col(Edition.id) == edition_id)
+        .where(col(Edition.status).in_(list(only_from)))
+        .values(**values)
+    )
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]

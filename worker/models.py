@@ -1,0 +1,179 @@
+"""Database tables (SQLModel) and the state enums the rest of the code speaks in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive storage) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc() -> Any:
+    """An optional timestamp column (set when the thing it names happens)."""
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class EditionStatus(StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    SKIPPED = "skipped"
+
+
+class EventKind(StrEnum):
+    OPEN = "open"
+    CLICK = "click"
+    DELIVERY = "delivery"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    NO_COMPARISON = "no_comparison"
+
+
+class MissedRunPolicy(StrEnum):
+    RUN_ONCE = "run-once"
+    SKIP = "skip"
+
+
+class Comparison(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(sa_column=Column(String(200), unique=True, nullable=False))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    dek: str = Field(sa_column=Column(Text, nullable=False))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    published_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    content_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    imported_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(320), unique=True, nullable=False))
+    name: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    status: SubscriberStatus = Field(sa_column=Column(String(20), nullable=False, index=True))
+    source: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    confirmed_at: datetime | None = _utc()
+    unsubscribed_at: datetime | None = _utc()
+    bounced_at: datetime | None = _utc()
+    complained_at: datetime | None = _utc()
+
+
+class Schedule(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(100), unique=True, nullable=False))
+    cron: str = Field(sa_column=Column(String(100), nullable=False))
+    timezone: str = Field(sa_column=Column(String(64), nullable=False))
+    enabled: bool = Field(default=False)
+    require_approval: bool = Field(default=False)
+    missed_run: MissedRunPolicy = Field(
+        default=MissedRunPolicy.RUN_ONCE, sa_column=Column(String(20), nullable=False)
+    )
+    last_period_fired: str | None = Field(default=None, sa_column=Column(String(20)))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Edition(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("schedule_id", "period_key", name="uq_edition_period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    schedule_id: int = Field(foreign_key="schedule.id")
+    period_key: str = Field(sa_column=Column(String(20), nullable=False))
+    subject: str = Field(sa_column=Column(Text, nullable=False))
+    preheader: str = Field(sa_column=Column(Text, nullable=False))
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    # Per-render random marker inside the placeholders, so comparison text can never
+    # impersonate a placeholder (see emails.render.Placeholders).
+    placeholder_key: str = Field(sa_column=Column(String(40), nullable=False))
+    content_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    source_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    status: EditionStatus = Field(sa_column=Column(String(20), nullable=False, index=True))
+    status_reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    approved_by: str | None = Field(default=None, sa_column=Column(String(320)))
+    approved_at: datetime | None = _utc()
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    started_at: datetime | None = _utc()
+    finished_at: datetime | None = _utc()
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_recipient"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    edition_id: int = Field(foreign_key="edition.id", index=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
+    state: DeliveryState = Field(sa_column=Column(String(20), nullable=False, index=True))
+    attempts: int = Field(default=0)
+    provider_message_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    claimed_at: datetime | None = _utc()
+    sent_at: datetime | None = _utc()
+
+
+class Event(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
+    edition_id: int | None = Field(default=None, foreign_key="edition.id", index=True)
+    schedule_id: int | None = Field(default=None, foreign_key="schedule.id")
+    kind: EventKind = Field(sa_column=Column(String(30), nullable=False, index=True))
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    url: str | None = Field(default=None, sa_column=Column(Text))
+    user_agent: str | None = Field(default=None, sa_column=Column(Text))
+    machine: bool = Field(default=False)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    provider_event_id: str | None = Field(
+        default=None, sa_column=Column(String(255), unique=True)
+    )

@@ -1,0 +1,169 @@
+"""Subscribers: validated, normalised addresses; adding, CSV import, listing, removing."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func
+from sqlmodel import Session, col, select
+
+from worker.errors import InputError, NotFoundError
+from worker.models import Delivery, Event, Subscriber, SubscriberStatus, utcnow
+
+MAX_NAME_CHARS = 200
+
+
+def normalise_email(raw: str) -> str:
+    """Trimmed, validated and lower-cased; InputError says what is wrong."""
+    candidate = raw.strip()
+    if not candidate:
+        raise InputError("email is empty")
+    try:
+        checked = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InputError(f"email {candidate!r} is not valid: {error}") from None
+    return checked.normalized.lower()
+
+
+def clean_name(raw: str | None) -> str:
+    name = " ".join((raw or "").split())  # also removes CR/LF: a name goes into the To header
+    if len(name) > MAX_NAME_CHARS:
+        raise InputError(f"name is longer than {MAX_NAME_CHARS} characters")
+    return name
+
+
+def find(session: Session, email: str) -> Subscriber | None:
+    return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def add(session: Session, raw_email: str, *, name: str | None, source: str) -> Subscriber:
+    """Add an active subscriber. An address that left or bounced is never silently re-activated."""
+    email = normalise_email(raw_email)
+    existing = find(session, email)
+    if existing is not None:
+        if existing.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+            raise InputError(f"{email} is already subscribed ({existing.status})")
+        raise InputError(
+            f"{email} is {existing.status} and stays that way: only the reader can subscribe again"
+        )
+    now = utcnow()
+    subscriber = Subscriber(
+        email=email,
+        name=clean_name(name),
+        status=SubscriberStatus.ACTIVE,
+        source=source,
+        created_at=now,
+        confirmed_at=now,
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    duplicates: int = 0
+    kept_inactive: list[str] = field(default_factory=list)
+    bad_rows: list[str] = field(default_factory=list)
+
+
+def _rows(text: str) -> Iterable[tuple[int, list[str]]]:
+    reader = csv.reader(io.StringIO(text))
+    for row in reader:
+        yield reader.line_num, row
+
+
+def import_csv(session: Session, path: Path) -> ImportReport:
+    """Rows of email,name (a header row is allowed). Bad rows are reported; the rest go in at once."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror})") from None
+    report = ImportReport()
+    seen: set[str] = set()
+    now = utcnow()
+    for line, row in _rows(text):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if line == 1 and row[0].strip().lower() == "email":
+            continue
+        if len(row) > 2:
+            report.bad_rows.append(f"line {line}: expected email,name but got {len(row)} columns")
+            continue
+        try:
+            email = normalise_email(row[0])
+            name = clean_name(row[1] if len(row) > 1 else "")
+        except InputError as error:
+            report.bad_rows.append(f"line {line}: {error}")
+            continue
+        if email in seen:
+            report.duplicates += 1
+            continue
+        seen.add(email)
+        existing = find(session, email)
+        if existing is not None:
+            if existing.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+                report.duplicates += 1
+            else:
+                report.kept_inactive.append(f"line {line}: {email} stays {existing.status}")
+            continue
+        session.add(
+            Subscriber(
+                email=email,
+                name=name,
+                status=SubscriberStatus.ACTIVE,
+                source=f"import:{path.name}",
+                created_at=now,
+                confirmed_at=now,
+            )
+        )
+        report.added += 1
+    session.flush()
+    return report
+
+
+def list_subscribers(session: Session, status: SubscriberStatus | None) -> list[Subscriber]:
+    statement = select(Subscriber).order_by(col(Subscriber.id))
+    if status is not None:
+        statement = statement.where(Subscriber.status == status)
+    return list(session.exec(statement))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    return {status: count for status, count in rows}
+
+
+def unsubscribe(session: Session, raw_email: str) -> Subscriber:
+    """Stop mailing an address; the row stays, so an import can never bring it back."""
+    email = normalise_email(raw_email)
+    subscriber = find(session, email)
+    if subscriber is None:
+        raise NotFoundError(f"{email} is not a subscriber")
+    if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+        subscriber.status = SubscriberStatus.UNSUBSCRIBED
+        subscriber.unsubscribed_at = utcnow()
+        session.add(subscriber)
+    return subscriber
+
+
+def forget(session: Session, raw_email: str) -> None:
+    """Erase an address and everything recorded about its deliveries (a data-deletion request)."""
+    email = normalise_email(raw_email)
+    subscriber = find(session, email)
+    if subscriber is None:
+        raise NotFoundError(f"{email} is not a subscriber")
+    deliveries = select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
+    session.execute(delete(Event).where(col(Event.delivery_id).in_(deliveries)))
+    session.execute(delete(Delivery).where(col(Delivery.subscriber_id) == subscriber.id))
+    session.delete(subscriber)

@@ -1,0 +1,96 @@
+"""Build RFC 5322 multipart/alternative messages fast: thousands a second on one core.
+
+The stdlib `email` package is correct but spends most of a message's time in generic policy
+code. Here the parts that are the same for every recipient of an edition (From, Subject, the
+MIME skeleton) are folded once, the bodies are quoted-printable encoded by the C `binascii`
+codec, and only To, Message-ID, Date and the personal headers are made per message. Tests parse
+what this writes with `email` to hold it to the RFC.
+"""
+
+from __future__ import annotations
+
+import binascii
+from datetime import UTC, datetime
+from email import policy
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
+
+from worker.transports.base import OutgoingMessage
+
+# "=_" can never occur in quoted-printable output ("=" is always written "=3D"), so a boundary
+# that contains it can never collide with a body line.
+BOUNDARY = "=_vm-alt-boundary"
+_SMTP = policy.SMTP.clone(max_line_length=78)
+
+
+def _reject_breaks(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} contains a line break; refusing to build the message")
+
+
+def fold(name: str, value: str) -> str:
+    """'Name: value' folded and RFC 2047-encoded where needed, ending in CRLF."""
+    _reject_breaks(name, value)
+    if value.isascii():
+        return _fold_ascii(name, value)
+    return _fold_encoded(name, value)
+
+
+def _fold_ascii(name: str, value: str) -> str:
+    """Fold at spaces only and never encode: List-Unsubscribe URLs must stay readable as written."""
+    line = f"{name}:"
+    lines = []
+    for word in value.split(" "):
+        if len(line) + 1 + len(word) > 78 and line.strip() and not line.endswith(":"):
+            lines.append(line)
+            line = ""
+        line += f" {word}"
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
+
+
+@lru_cache(maxsize=64)  # From and Subject repeat for every recipient of an edition
+def _fold_encoded(name: str, value: str) -> str:
+    return _SMTP.fold(name, value)
+
+
+def address(name: str, email: str) -> str:
+    _reject_breaks("address", name + email)
+    return formataddr((name, email)) if name else email
+
+
+def _qp(text: str) -> bytes:
+    body = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    return binascii.b2a_qp(body, istext=True)
+
+
+def build(message: OutgoingMessage, *, now: datetime | None = None) -> bytes:
+    """The whole message as bytes with CRLF line ends, ready for a file, SMTP or SES raw."""
+    date = format_datetime(now or datetime.now(UTC))
+    head = [
+        fold("From", message.from_address),
+        fold("To", address(message.to_name, message.to_address)),
+        fold("Subject", message.subject),
+        f"Date: {date}\r\n",
+        f"Message-ID: {message.message_id}\r\n",
+        "MIME-Version: 1.0\r\n",
+    ]
+    for name, value in message.headers.items():
+        head.append(fold(name, value))
+    head.append(f'Content-Type: multipart/alternative; boundary="{BOUNDARY}"\r\n\r\n')
+    part = (
+        "--" + BOUNDARY + "\r\n"
+        'Content-Type: text/{kind}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    )
+    return b"".join(
+        (
+            "".join(head).encode("ascii"),
+            part.format(kind="plain").encode(),
+            _qp(message.text),
+            b"\r\n",
+            part.format(kind="html").encode(),
+            _qp(message.html),
+            f"\r\n--{BOUNDARY}--\r\n".encode(),
+        )
+    )
