@@ -25,9 +25,20 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 SETTING_NAMES = (
-    "DATABASE_URL", "REDIS_URL", "NEWSLETTER_TRANSPORT", "OUTBOX_DIR", "FROM_ADDRESS",
-    "PUBLIC_BASE_URL", "LIST_UNSUBSCRIBE_MAILTO", "SECRET_KEY", "POSTAL_ADDRESS",
-    "NEWSLETTER_TIMEZONE", "SEND_LEASE_S", "VAR_DIR", "SES_REGION", "SES_ENDPOINT_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "NEWSLETTER_TRANSPORT",
+    "OUTBOX_DIR",
+    "FROM_ADDRESS",
+    "PUBLIC_BASE_URL",
+    "LIST_UNSUBSCRIBE_MAILTO",
+    "SECRET_KEY",
+    "POSTAL_ADDRESS",
+    "NEWSLETTER_TIMEZONE",
+    "SEND_LEASE_S",
+    "VAR_DIR",
+    "SES_REGION",
+    "SES_ENDPOINT_URL",
 )
 
 
@@ -93,7 +104,9 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path, settings: Settings) -
         made = db.make_engine(settings)
     else:
         schema = request.getfixturevalue("pg_schema")
-        made = db.make_engine(settings.model_copy(update={"database_url": postgres_schema_url(schema)}))
+        made = db.make_engine(
+            settings.model_copy(update={"database_url": postgres_schema_url(schema)})
+        )
     db.upgrade(made)
     try:
         yield made

@@ -29,7 +29,9 @@ def test_embedded_sqlite_is_upgraded_on_first_use(settings: Settings) -> None:
 
 
 @pytest.mark.postgres
-def test_postgres_with_an_old_schema_is_refused_with_a_hint(settings: Settings, pg_schema: str) -> None:
+def test_postgres_with_an_old_schema_is_refused_with_a_hint(
+    settings: Settings, pg_schema: str
+) -> None:
     pg_settings = settings.model_copy(update={"database_url": postgres_schema_url(pg_schema)})
     engine: Engine = db.make_engine(pg_settings)
     with pytest.raises(SchemaOutOfDateError, match="newsletter db upgrade"):

@@ -50,13 +50,21 @@ def add_recipients(session: Session, edition_id: int) -> int:
         if not ids:
             return added
         rows = [
-            {"edition_id": edition_id, "subscriber_id": sid, "state": DeliveryState.PENDING, "attempts": 0}
+            {
+                "edition_id": edition_id,
+                "subscriber_id": sid,
+                "state": DeliveryState.PENDING,
+                "attempts": 0,
+            }
             for sid in ids
         ]
-        statement = insert(Delivery).values(rows).on_conflict_do_nothing(
-            index_elements=["edition_id", "subscriber_id"]
+        statement = (
+            insert(Delivery)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
+            .returning(col(Delivery.id))
         )
-        added += session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+        added += len(session.execute(statement).all())
         last_id = ids[-1]  # type: ignore[assignment]
 
 
@@ -69,7 +77,9 @@ class Claimed:
     active: bool
 
 
-def claim(session: Session, edition_id: int, *, limit: int, now: datetime | None = None) -> list[Claimed]:
+def claim(
+    session: Session, edition_id: int, *, limit: int, now: datetime | None = None
+) -> list[Claimed]:
     """Atomically take up to `limit` pending rows as `sending`; a racing claimer gets others."""
     now = now or utcnow()
     candidates = (
@@ -80,9 +90,14 @@ def claim(session: Session, edition_id: int, *, limit: int, now: datetime | None
     )
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
+    # Select, then update exactly those ids: inside `UPDATE … WHERE id IN (subquery)` PostgreSQL
+    # may run a LIMIT/SKIP LOCKED subquery more than once and take more rows than asked.
+    picked = [row[0] for row in session.execute(candidates)]
+    if not picked:
+        return []
     statement = (
         update(Delivery)
-        .where(col(Delivery.id).in_(candidates.scalar_subquery()))
+        .where(col(Delivery.id).in_(picked))
         .where(col(Delivery.state) == DeliveryState.PENDING)
         .values(state=DeliveryState.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
         .returning(col(Delivery.id))
@@ -126,8 +141,17 @@ def _move(
     return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
 
 
-def mark_sent(session: Session, delivery_id: int, *, provider_id: str | None, now: datetime | None = None) -> int:
-    return _move(session, [delivery_id], to=DeliveryState.SENT, provider_message_id=provider_id, sent_at=now or utcnow(), last_error=None)
+def mark_sent(
+    session: Session, delivery_id: int, *, provider_id: str | None, now: datetime | None = None
+) -> int:
+    return _move(
+        session,
+        [delivery_id],
+        to=DeliveryState.SENT,
+        provider_message_id=provider_id,
+        sent_at=now or utcnow(),
+        last_error=None,
+    )
 
 
 def mark_failed(session: Session, delivery_id: int, *, reason: str) -> int:
@@ -140,7 +164,9 @@ def mark_skipped(session: Session, delivery_ids: Sequence[int], *, reason: str) 
 
 def release(session: Session, delivery_ids: Sequence[int], *, reason: str) -> int:
     """Back to pending after a transient failure (or a pause) so a later pass sends it."""
-    return _move(session, delivery_ids, to=DeliveryState.PENDING, last_error=reason[:2000], claimed_at=None)
+    return _move(
+        session, delivery_ids, to=DeliveryState.PENDING, last_error=reason[:2000], claimed_at=None
+    )
 
 
 def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, int]:
@@ -150,7 +176,9 @@ def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, int]
     return {delivery_id: attempts for delivery_id, attempts in rows}
 
 
-def expire_leases(session: Session, edition_id: int, *, lease_s: int, now: datetime | None = None) -> int:
+def expire_leases(
+    session: Session, edition_id: int, *, lease_s: int, now: datetime | None = None
+) -> int:
     """Rows left `sending` past their lease (a worker died mid-send) become `uncertain`."""
     cutoff = (now or utcnow()) - timedelta(seconds=lease_s)
     statement = (
@@ -178,12 +206,19 @@ def counts(connection: Session | Connection, edition_id: int) -> dict[DeliverySt
 
 
 def set_edition_status(
-    session: Session, edition_id: int, *, to: EditionStatus, only_from: Sequence[EditionStatus], reason: str = ""
+    session: Session,
+    edition_id: int,
+    *,
+    to: EditionStatus,
+    only_from: Sequence[EditionStatus],
+    reason: str = "",
 ) -> bool:
     """One conditional UPDATE per transition, so a racing process loses cleanly."""
     values: dict[str, object] = {"status": to, "status_reason": reason}
     if to == EditionStatus.SENDING:
-        values["started_at"] = func.coalesce(col(Edition.started_at), literal(utcnow(), UTCDateTime()))
+        values["started_at"] = func.coalesce(
+            col(Edition.started_at), literal(utcnow(), UTCDateTime())
+        )
     if to == EditionStatus.SENT:
         values["finished_at"] = utcnow()
     statement = (
