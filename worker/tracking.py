@@ -48,14 +48,14 @@ def verify(key: bytes, purpose: Purpose, token: str) -> str:
     payload, dot, mac = token.partition(".")
     if not dot or not payload or not mac:
         raise InvalidToken("malformed token")
+    # Compare the encoded form: base64's spare trailing bits would let a decoded comparison
+    # accept more than one spelling of the same MAC.
+    if not hmac.compare_digest(mac.encode(), _b64(_mac(key, purpose, payload)).encode()):
+        raise InvalidToken("token signature does not match")
     try:
-        given = _unb64(mac)
-        data = _unb64(payload).decode()
+        return _unb64(payload).decode()
     except (ValueError, UnicodeDecodeError):
         raise InvalidToken("malformed token") from None
-    if not hmac.compare_digest(given, _mac(key, purpose, payload)):
-        raise InvalidToken("token signature does not match")
-    return data
 
 
 def unsubscribe_token(key: bytes, *, subscriber_id: int, delivery_id: int | None) -> str:
