@@ -41,10 +41,12 @@ class Template:
             raise ValueError(f"template uses unknown placeholders {sorted(unknown)}")
         return cls(parts=parts, escape_html=escape_html)
 
+    def value(self, name: str, values: Mapping[str, str]) -> str:
+        """The text that replaces placeholder `name`, escaped for HTML where the body is HTML."""
+        return html.escape(values[name]) if self.escape_html else values[name]
+
     def fill(self, values: Mapping[str, str]) -> str:
-        if self.escape_html:
-            values = {name: html.escape(value) for name, value in values.items()}
         out = list(self.parts)
         for index in range(1, len(out), 2):
-            out[index] = values[out[index]]
+            out[index] = self.value(out[index], values)
         return "".join(out)

@@ -21,6 +21,7 @@ from worker.config import Settings
 from worker.db import session_scope
 from worker.models import Comparison, DeliveryState, Edition, EditionStatus
 from worker.transports.base import FailureKind, OutgoingMessage, SendResult, Transport
+from worker.transports.mime import EncodedBodies, EncodedTemplate
 
 BATCH_SIZE = 50  # the SES v2 bulk limit; also bounds what a crash can leave uncertain
 MAX_ATTEMPTS = 5
@@ -36,20 +37,26 @@ class EditionMail:
     subject: str
     html: Template
     text: Template
+    encoded_html: EncodedTemplate
+    encoded_text: EncodedTemplate
     browser_url: str
     message_domain: str
     key: str
 
 
-def prepare_mail(edition: Edition, comparison: Comparison, settings: Settings) -> EditionMail:
+def prepare_mail(edition: Edition, comparison_slug: str, settings: Settings) -> EditionMail:
     assert edition.id is not None
+    html = Template.compile(edition.html, edition.placeholder_key, escape_html=True)
+    text = Template.compile(edition.text, edition.placeholder_key, escape_html=False)
     return EditionMail(
         edition_id=edition.id,
         from_address=settings.from_address,
         subject=edition.subject,
-        html=Template.compile(edition.html, edition.placeholder_key, escape_html=True),
-        text=Template.compile(edition.text, edition.placeholder_key, escape_html=False),
-        browser_url=f"{settings.public_base_url}/archive/{quote(comparison.slug)}",
+        html=html,
+        text=text,
+        encoded_html=EncodedTemplate.of(html),
+        encoded_text=EncodedTemplate.of(text),
+        browser_url=f"{settings.public_base_url}/archive/{quote(comparison_slug)}",
         message_domain=settings.from_address.rsplit("@", 1)[-1].rstrip(">").strip() or "localhost",
         key=edition.placeholder_key,
     )
@@ -71,6 +78,9 @@ def personalise(
         subject=mail.subject,
         html=mail.html.fill(values),
         text=mail.text.fill(values),
+        encoded=EncodedBodies(
+            text=mail.encoded_text.fill(values), html=mail.encoded_html.fill(values)
+        ),
         message_id=f"<{tag}.{mail.key}@{mail.message_domain}>",
         tag=tag,
         headers={
@@ -98,7 +108,12 @@ class BatchOutcome:
 
 
 def send_one_batch(
-    engine: Engine, mail: EditionMail, transport: Transport, settings: Settings, *, limit: int = BATCH_SIZE
+    engine: Engine,
+    mail: EditionMail,
+    transport: Transport,
+    settings: Settings,
+    *,
+    limit: int = BATCH_SIZE,
 ) -> BatchOutcome | None:
     """Claim, send and record one batch; None when nothing is left to claim."""
     with session_scope(engine) as session:
@@ -112,20 +127,29 @@ def send_one_batch(
     messages = [personalise(mail, c, settings, signing_key) for c in recipients]
     results = transport.send(messages) if messages else []
     with session_scope(engine) as session:
-        outcome.skipped = delivery.mark_skipped(session, inactive, reason="subscriber no longer active")
+        outcome.skipped = delivery.mark_skipped(
+            session, inactive, reason="subscriber no longer active"
+        )
         _record(session, recipients, results, outcome)
     return outcome
 
 
 def _record(
-    session: Session, recipients: list[delivery.Claimed], results: list[SendResult], outcome: BatchOutcome
+    session: Session,
+    recipients: list[delivery.Claimed],
+    results: list[SendResult],
+    outcome: BatchOutcome,
 ) -> None:
     retry: list[int] = []
     for recipient, result in zip(recipients, results, strict=True):
         if result.ok:
-            outcome.sent += delivery.mark_sent(session, recipient.delivery_id, provider_id=result.provider_id)
+            outcome.sent += delivery.mark_sent(
+                session, recipient.delivery_id, provider_id=result.provider_id
+            )
         elif result.failure == FailureKind.PERMANENT:
-            outcome.failed += delivery.mark_failed(session, recipient.delivery_id, reason=result.reason)
+            outcome.failed += delivery.mark_failed(
+                session, recipient.delivery_id, reason=result.reason
+            )
         else:
             retry.append(recipient.delivery_id)
             if result.failure == FailureKind.ACCOUNT:
@@ -168,7 +192,7 @@ def send_edition(
 ) -> SendSummary:
     """Send every pending delivery of an approved edition, in-process, until none is left."""
     assert edition.id is not None
-    mail = prepare_mail(edition, comparison, settings)
+    mail = prepare_mail(edition, comparison.slug, settings)
     with session_scope(engine) as session:
         uncertain = delivery.expire_leases(session, edition.id, lease_s=settings.send_lease_s)
         delivery.set_edition_status(
@@ -191,8 +215,11 @@ def send_edition(
             paused_reason = outcome.blocked_reason
             with session_scope(engine) as session:
                 delivery.set_edition_status(
-                    session, edition.id, to=EditionStatus.PAUSED,
-                    only_from=[EditionStatus.SENDING], reason=paused_reason,
+                    session,
+                    edition.id,
+                    to=EditionStatus.PAUSED,
+                    only_from=[EditionStatus.SENDING],
+                    reason=paused_reason,
                 )
             break
         if outcome.deferred and not outcome.sent:
@@ -202,7 +229,10 @@ def send_edition(
             failures_in_a_row = 0
     with session_scope(engine) as session:
         final = delivery.counts(session, edition.id)
-        if paused_reason is None and final[DeliveryState.PENDING] == final[DeliveryState.SENDING] == 0:
+        if (
+            paused_reason is None
+            and final[DeliveryState.PENDING] == final[DeliveryState.SENDING] == 0
+        ):
             delivery.set_edition_status(
                 session, edition.id, to=EditionStatus.SENT, only_from=[EditionStatus.SENDING]
             )

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from worker.transports.mime import EncodedBodies
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,9 @@ class OutgoingMessage:
     message_id: str  # "<local@domain>", stable per delivery so a resend is recognisable
     tag: str  # names the delivery for provider events and file names, e.g. "e3-d17"
     headers: dict[str, str] = field(default_factory=dict)  # List-Unsubscribe and the like
+    # The bodies already quoted-printable encoded (decoding to exactly `text` and `html`), when
+    # the sender prepared them from a pre-encoded edition; otherwise a transport encodes them.
+    encoded: EncodedBodies | None = None
 
 
 class FailureKind(StrEnum):
