@@ -12,6 +12,7 @@ from typing import Any
 
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import escape
 from mjml import mjml2html
 
 from emails import placeholders
@@ -35,7 +36,7 @@ _text_env = Environment(
 # Keep @media rules (the mobile layout) in a <style> block; never fetch remote stylesheets.
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
-# Anything that could end a header line or hide in one: CR, LF, other controls, line/para separators.
+# Whatever could end a header line or hide in one: CR, LF, other controls, line separators.
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 
 
@@ -63,7 +64,9 @@ def pct(value: int | None) -> str:
     return DASH if value is None else f"{value}%"
 
 
-def _view(doc: ComparisonDoc, *, subject: str, preheader: str, key: str, footer: Footer) -> dict[str, Any]:
+def _view(
+    doc: ComparisonDoc, *, subject: str, preheader: str, key: str, footer: Footer
+) -> dict[str, Any]:
     tools = []
     for tool in doc.tools:
         reviews = doc.reviews_of(tool.key)
@@ -105,6 +108,22 @@ def _view(doc: ComparisonDoc, *, subject: str, preheader: str, key: str, footer:
     }
 
 
+_EMPTY_TITLE = "<title></title>"
+_WRAPPER = '<div aria-roledescription="email"'
+
+
+def _with_title(html: str, subject: str) -> str:
+    """Set <title> and the wrapper's accessible name to the subject ourselves.
+
+    <mj-title> would do it, but the compiler writes the aria-label copy with debug escapes
+    (a joined emoji or a combining accent comes out as the text "\\u{200d}"), so the title is
+    left out of the MJML and inserted here, escaped, into the two places it belongs.
+    """
+    escaped = escape(subject)
+    html = html.replace(_EMPTY_TITLE, f"<title>{escaped}</title>", 1)
+    return html.replace(_WRAPPER, f'<div aria-label="{escaped}" aria-roledescription="email"', 1)
+
+
 def render_weekly(
     doc: ComparisonDoc,
     *,
@@ -118,6 +137,6 @@ def render_weekly(
     preheader = one_line(preheader if preheader is not None else doc.dek)
     view = _view(doc, subject=subject, preheader=preheader, key=key, footer=footer)
     source = _html_env.get_template("weekly.mjml.j2").render(view)
-    html = _inliner.inline(mjml2html(source, disable_comments=True))
+    html = _with_title(_inliner.inline(mjml2html(source, disable_comments=True)), subject)
     text = _text_env.get_template("weekly.txt.j2").render(view)
     return RenderedEmail(subject=subject, preheader=preheader, mjml=source, html=html, text=text)

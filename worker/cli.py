@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from worker import comparisons, db, editions, subscribers, weekly
 from worker.config import Settings, get_settings
 from worker.errors import ConfigError, InputError, SchemaOutOfDateError
-from worker.models import DeliveryState, SubscriberStatus
+from worker.models import Comparison, DeliveryState, SubscriberStatus
 from worker.periods import iso_week
 from worker.transports import make_transport
 
@@ -148,7 +148,7 @@ def comparisons_import(
         raise typer.Exit(EXIT_INPUT)
 
 
-def _comparison_json(row: comparisons.Comparison) -> dict[str, Any]:
+def _comparison_json(row: Comparison) -> dict[str, Any]:
     return {
         "slug": row.slug,
         "title": row.title,
@@ -177,7 +177,9 @@ def comparisons_list(as_json: bool = typer.Option(False, "--json", help="Print J
 @friendly
 def comparisons_pick(
     week: str = typer.Option(..., help="ISO week, e.g. 2026-W47."),
-    tz: str | None = typer.Option(None, help="Time zone the week is counted in [default: NEWSLETTER_TIMEZONE]."),
+    tz: str | None = typer.Option(
+        None, help="Time zone the week is counted in [default: NEWSLETTER_TIMEZONE]."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The newest comparison published in a week: the one that week's issue would carry."""
@@ -185,11 +187,17 @@ def comparisons_pick(
         period = iso_week(week, tz or settings.timezone)
         row = comparisons.newest_in(session, period)
     if row is None:
-        fail(f"no comparison published in {period.key} ({tz or settings.timezone})", EXIT_NO_COMPARISON)
+        fail(
+            f"no comparison published in {period.key} ({tz or settings.timezone})",
+            EXIT_NO_COMPARISON,
+        )
     if as_json:
         print_json({"week": period.key, **_comparison_json(row)})
     else:
-        out.print(f"{period.key}: {row.slug} — {row.title} (published {row.published_at:%Y-%m-%d %H:%M} UTC)")
+        out.print(
+            f"{period.key}: {row.slug} — {row.title} "
+            f"(published {row.published_at:%Y-%m-%d %H:%M} UTC)"
+        )
 
 
 # ---------------------------------------------------------------- subscribers
@@ -238,8 +246,16 @@ def subscribers_list(
         rows = subscribers.list_subscribers(session, status)
     if as_json:
         print_json(
-            [{"email": r.email, "name": r.name, "status": r.status, "source": r.source,
-              "created_at": r.created_at.isoformat()} for r in rows]
+            [
+                {
+                    "email": r.email,
+                    "name": r.name,
+                    "status": r.status,
+                    "source": r.source,
+                    "created_at": r.created_at.isoformat(),
+                }
+                for r in rows
+            ]
         )
         return
     table = Table("email", "name", "status", "source")
@@ -254,7 +270,9 @@ def subscribers_list(
 def subscribers_remove(
     email: str = typer.Argument(...),
     forget: bool = typer.Option(
-        False, "--forget", help="Erase the address and its delivery history instead of unsubscribing it."
+        False,
+        "--forget",
+        help="Erase the address and its delivery history instead of unsubscribing it.",
     ),
 ) -> None:
     """Stop mailing an address. It stays on file as unsubscribed so no import re-adds it."""
@@ -296,7 +314,11 @@ def preview(
 
 def _progress_bar() -> Progress:
     return Progress(
-        TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
+        TextColumn("sending"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
         transient=False,
     )
 
@@ -305,7 +327,9 @@ def _progress_bar() -> Progress:
 @friendly
 def send_weekly(
     week: str | None = typer.Option(None, help="ISO week to send [default: the current week]."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be sent; change nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what would be sent; change nothing."
+    ),
 ) -> None:
     """Send the week's newest comparison to every active subscriber, once.
 
@@ -318,10 +342,16 @@ def send_weekly(
             task = bar.add_task("send", total=None)
 
             def progress(counts: dict[DeliveryState, int]) -> None:
-                done = sum(n for s, n in counts.items() if s not in (DeliveryState.PENDING, DeliveryState.SENDING))
+                done = sum(
+                    n
+                    for s, n in counts.items()
+                    if s not in (DeliveryState.PENDING, DeliveryState.SENDING)
+                )
                 bar.update(task, total=sum(counts.values()), completed=done)
 
-            result = weekly.run_weekly(engine, settings, transport, week=week, dry_run=dry_run, progress=progress)
+            result = weekly.run_weekly(
+                engine, settings, transport, week=week, dry_run=dry_run, progress=progress
+            )
             bar.remove_task(task)
     _report_weekly(result, settings)
 
@@ -332,8 +362,15 @@ def _report_weekly(result: weekly.WeeklyResult, settings: Settings) -> None:
         fail(f"no comparison published in {period}: nothing sent", EXIT_NO_COMPARISON)
     assert result.comparison is not None
     if result.outcome == weekly.Outcome.DRY_RUN:
-        state = f"edition {result.edition.id} is {result.edition.status}" if result.edition else "no edition yet"
-        out.print(f"{period}: would send {result.comparison.slug!r} to {result.recipients} active subscribers ({state})")
+        state = (
+            f"edition {result.edition.id} is {result.edition.status}"
+            if result.edition
+            else "no edition yet"
+        )
+        out.print(
+            f"{period}: would send {result.comparison.slug!r} "
+            f"to {result.recipients} active subscribers ({state})"
+        )
         return
     assert result.edition is not None and result.summary is not None
     counts = result.summary.counts
@@ -355,10 +392,14 @@ def _report_weekly(result: weekly.WeeklyResult, settings: Settings) -> None:
     out.print(f"{edition}: {line}")
     if result.summary.newly_uncertain or counts[DeliveryState.UNCERTAIN]:
         err.print(
-            f"[yellow]{counts[DeliveryState.UNCERTAIN]} deliveries are uncertain[/yellow] (a sender "
+            f"[yellow]{counts[DeliveryState.UNCERTAIN]} deliveries are uncertain[/yellow] "
+            "(a sender "
             "stopped mid-message); they are not resent automatically"
         )
     if counts[DeliveryState.PENDING]:
-        err.print("[yellow]some deliveries are still pending after retries; run send-weekly again[/yellow]")
+        err.print(
+            "[yellow]some deliveries are still pending after retries; "
+            "run send-weekly again[/yellow]"
+        )
     if settings.transport == "outbox":
         out.print(f"messages written to {settings.outbox_path.resolve()}")

@@ -1,9 +1,10 @@
-"""Comparison documents: validate (SCHEMA.md), load from file/dir/URL, store, pick newest of a week."""
+"""Comparison documents: validate (SCHEMA.md), load (file, folder, URL), store, pick the newest."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlmodel import Session, col, select
 
 from worker.errors import InputError
@@ -25,6 +26,20 @@ MAX_DOCUMENT_BYTES = 2_000_000
 URL_TIMEOUT_S = 20
 
 Pct = Annotated[float, Field(ge=0, le=100)]
+
+# C0 controls other than TAB, LF and CR, DEL, and the two Unicode non-characters U+FFFE/U+FFFF:
+# nothing a writer means to publish, and the email compiler cannot carry them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+
+def _printable(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"contains the control character U+{ord(found.group()):04X}")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
 
 
 def _http_url(value: str) -> str:
@@ -37,23 +52,23 @@ def _http_url(value: str) -> str:
 class Tool(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
-    key: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    category: str
-    tagline: str
+    key: Text = Field(min_length=1)
+    name: Text = Field(min_length=1)
+    category: Text
+    tagline: Text
     panel_ship_pct: Pct | None = None
     community_pct: Pct | None = None
-    pricing: str
-    summary: str
+    pricing: Text
+    summary: Text
 
 
 class Review(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
-    tool: str
-    reviewer: str = Field(min_length=1)
+    tool: Text
+    reviewer: Text = Field(min_length=1)
     verdict: Literal["ship", "skip"]
-    quote: str
+    quote: Text
 
 
 class ComparisonDoc(BaseModel):
@@ -62,11 +77,11 @@ class ComparisonDoc(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
     slug: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    kind: str
-    title: str = Field(min_length=1)
-    dek: str
+    kind: Text
+    title: Text = Field(min_length=1)
+    dek: Text
     url: str
-    published_at: str
+    published_at: Text
     tools: list[Tool]
     reviews: list[Review]
 
@@ -132,12 +147,12 @@ class ComparisonDoc(BaseModel):
         found = []
         for index, tool in enumerate(self.tools):
             derived = self.derived_ship_pct(tool.key)
-            if tool.panel_ship_pct is not None and derived is not None:
-                if round(tool.panel_ship_pct) != derived:
-                    found.append(
-                        f"tools[{index}].panel_ship_pct is {tool.panel_ship_pct:g} but the "
-                        f"reviews say {derived}%; the given figure is shown"
-                    )
+            given = tool.panel_ship_pct
+            if given is not None and derived is not None and round(given) != derived:
+                found.append(
+                    f"tools[{index}].panel_ship_pct is {tool.panel_ship_pct:g} but the "
+                    f"reviews say {derived}%; the given figure is shown"
+                )
         return found
 
 
@@ -174,7 +189,7 @@ def _describe(error: Any) -> str:
 
 
 def parse_document(raw: bytes, *, source: str) -> ComparisonDoc:
-    """Validate one comparison; every problem is an InputError of one line naming source and field."""
+    """Validate one comparison; any problem is a one-line InputError naming source and field."""
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise InputError(f"{source}: file is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
@@ -252,15 +267,20 @@ def store(session: Session, doc: ComparisonDoc) -> ImportOutcome:
     existing = session.exec(select(Comparison).where(Comparison.slug == doc.slug)).first()
     if existing is not None and existing.content_hash == digest:
         return ImportOutcome.UNCHANGED
-    row = existing or Comparison(slug=doc.slug, imported_at=now)
-    row.title = doc.title
-    row.dek = doc.dek
-    row.url = doc.url
-    row.published_at = doc.published
-    row.payload = doc.model_dump(mode="json")
-    row.content_hash = digest
-    row.updated_at = now
-    session.add(row)
+    fields: dict[str, Any] = {
+        "title": doc.title,
+        "dek": doc.dek,
+        "url": doc.url,
+        "published_at": doc.published,
+        "payload": doc.model_dump(mode="json"),
+        "content_hash": digest,
+        "updated_at": now,
+    }
+    if existing is None:
+        session.add(Comparison(slug=doc.slug, imported_at=now, **fields))
+    else:
+        existing.sqlmodel_update(fields)
+        session.add(existing)
     session.flush()
     return ImportOutcome.CREATED if existing is None else ImportOutcome.UPDATED
 

@@ -71,7 +71,12 @@ def find(session: Session, schedule: Schedule, period_key: str) -> Edition | Non
 
 
 def prepare(
-    session: Session, *, schedule: Schedule, period: Period, comparison: Comparison, settings: Settings
+    session: Session,
+    *,
+    schedule: Schedule,
+    period: Period,
+    comparison: Comparison,
+    settings: Settings,
 ) -> Prepared:
     """Get or create the period's edition. The unique (schedule, period) key decides races."""
     existing = find(session, schedule, period.key)

@@ -17,7 +17,7 @@ def utcnow() -> datetime:
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive storage) as on PostgreSQL."""
+    """Aware UTC datetimes in and out, on SQLite (stored naive) as on PostgreSQL."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -174,6 +174,4 @@ class Event(SQLModel, table=True):
     user_agent: str | None = Field(default=None, sa_column=Column(Text))
     machine: bool = Field(default=False)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
-    provider_event_id: str | None = Field(
-        default=None, sa_column=Column(String(255), unique=True)
-    )
+    provider_event_id: str | None = Field(default=None, sa_column=Column(String(255), unique=True))

@@ -23,7 +23,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"time zone {name!r} is not a known IANA zone (e.g. Europe/Berlin)") from None
+        raise InputError(
+            f"time zone {name!r} is not a known IANA zone (e.g. Europe/Berlin)"
+        ) from None
 
 
 def iso_week(key: str, tz_name: str) -> Period:
@@ -39,7 +41,9 @@ def iso_week(key: str, tz_name: str) -> Period:
     tz = zone(tz_name)
     start = datetime.combine(monday, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(monday + timedelta(days=7), datetime.min.time(), tzinfo=tz)
-    return Period(key=f"{year}-W{week:02d}", start_utc=start.astimezone(UTC), end_utc=end.astimezone(UTC))
+    return Period(
+        key=f"{year}-W{week:02d}", start_utc=start.astimezone(UTC), end_utc=end.astimezone(UTC)
+    )
 
 
 def week_of(instant: datetime, tz_name: str) -> str:

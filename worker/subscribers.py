@@ -80,7 +80,7 @@ def _rows(text: str) -> Iterable[tuple[int, list[str]]]:
 
 
 def import_csv(session: Session, path: Path) -> ImportReport:
-    """Rows of email,name (a header row is allowed). Bad rows are reported; the rest go in at once."""
+    """Rows of email,name (header row allowed). Bad rows are reported; the rest go in at once."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

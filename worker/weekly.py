@@ -79,8 +79,11 @@ def run_weekly(
             existing = editions.find(session, schedule, period.key)
             active = subscribers.count_by_status(session).get(SubscriberStatus.ACTIVE, 0)
             return WeeklyResult(
-                outcome=Outcome.DRY_RUN, period=period, comparison=comparison,
-                edition=existing, recipients=active,
+                outcome=Outcome.DRY_RUN,
+                period=period,
+                comparison=comparison,
+                edition=existing,
+                recipients=active,
             )
         prepared = editions.prepare(
             session, schedule=schedule, period=period, comparison=comparison, settings=settings
@@ -91,7 +94,10 @@ def run_weekly(
         with session_scope(engine) as session:
             comparison_of_edition = session.get(Comparison, edition.comparison_id) or comparison
     result = WeeklyResult(
-        outcome=Outcome.SENT, period=period, comparison=comparison_of_edition, edition=edition,
+        outcome=Outcome.SENT,
+        period=period,
+        comparison=comparison_of_edition,
+        edition=edition,
         edition_created=prepared.created,
     )
     blocked = {
@@ -105,7 +111,8 @@ def run_weekly(
         with session_scope(engine) as session:
             assert edition.id is not None
             result.summary = SendSummary(
-                counts=delivery.counts(session, edition.id), newly_uncertain=0,
+                counts=delivery.counts(session, edition.id),
+                newly_uncertain=0,
                 paused_reason=edition.status_reason or None,
             )
         return result

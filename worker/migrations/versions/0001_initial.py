@@ -63,7 +63,11 @@ def upgrade() -> None:
         "edition",
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column(
-            "comparison_id", sa.Integer(), sa.ForeignKey("comparison.id"), nullable=False, index=True
+            "comparison_id",
+            sa.Integer(),
+            sa.ForeignKey("comparison.id"),
+            nullable=False,
+            index=True,
         ),
         sa.Column("schedule_id", sa.Integer(), sa.ForeignKey("schedule.id"), nullable=False),
         sa.Column("period_key", sa.String(20), nullable=False),
@@ -86,9 +90,15 @@ def upgrade() -> None:
     op.create_table(
         "delivery",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("edition_id", sa.Integer(), sa.ForeignKey("edition.id"), nullable=False, index=True),
         sa.Column(
-            "subscriber_id", sa.Integer(), sa.ForeignKey("subscriber.id"), nullable=False, index=True
+            "edition_id", sa.Integer(), sa.ForeignKey("edition.id"), nullable=False, index=True
+        ),
+        sa.Column(
+            "subscriber_id",
+            sa.Integer(),
+            sa.ForeignKey("subscriber.id"),
+            nullable=False,
+            index=True,
         ),
         sa.Column("state", sa.String(20), nullable=False, index=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
