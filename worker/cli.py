@@ -37,8 +37,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(comparisons_app, name="comparisons")
 app.add_typer(subscribers_app, name="subscribers")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_INPUT = 2
 EXIT_NO_COMPARISON = 3
@@ -48,7 +48,7 @@ R = TypeVar("R")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
 
@@ -77,7 +77,7 @@ def settings_or_exit() -> Settings:
     except ValidationError as error:
         for problem in error.errors():
             name = str(problem["loc"][0]) if problem["loc"] else "setting"
-            err.print(f"[red]error:[/red] {name.upper()}: {problem['msg']}", soft_wrap=True)
+            err.print(f"[red]error:[/red] {name.upper()}: {problem['msg']}")
         raise typer.Exit(EXIT_INPUT) from None
 
 
@@ -128,20 +128,20 @@ def comparisons_import(
         for source in comparisons.read_sources(targets):
             if source.raw is None:
                 invalid += 1
-                err.print(f"[red]invalid:[/red] {source.problem}", soft_wrap=True)
+                err.print(f"[red]invalid:[/red] {source.problem}")
                 continue
             try:
                 doc = comparisons.parse_document(source.raw, source=source.name)
             except InputError as error:
                 invalid += 1
-                err.print(f"[red]invalid:[/red] {error}", soft_wrap=True)
+                err.print(f"[red]invalid:[/red] {error}")
                 continue
             with db.session_scope(engine) as session:
                 outcome = comparisons.store(session, doc)
             tally[outcome] = tally.get(outcome, 0) + 1
-            out.print(f"{outcome:>9}  {doc.slug}  ({source.name})", soft_wrap=True)
+            out.print(f"{outcome:>9}  {doc.slug}  ({source.name})")
             for warning in doc.warnings():
-                err.print(f"[yellow]warning:[/yellow] {source.name}: {warning}", soft_wrap=True)
+                err.print(f"[yellow]warning:[/yellow] {source.name}: {warning}")
     parts = [f"{tally.get(o, 0)} {o}" for o in comparisons.ImportOutcome] + [f"{invalid} invalid"]
     out.print("imported: " + ", ".join(parts))
     if invalid:
@@ -224,9 +224,9 @@ def subscribers_import(
     with opened() as (_, engine), db.session_scope(engine) as session:
         report = subscribers.import_csv(session, file)
     for line in report.bad_rows:
-        err.print(f"[red]bad row:[/red] {line}", soft_wrap=True)
+        err.print(f"[red]bad row:[/red] {line}")
     for line in report.kept_inactive:
-        err.print(f"[yellow]not re-activated:[/yellow] {line}", soft_wrap=True)
+        err.print(f"[yellow]not re-activated:[/yellow] {line}")
     out.print(
         f"imported {report.added}, skipped {report.duplicates} duplicates, "
         f"{len(report.kept_inactive)} inactive kept, {len(report.bad_rows)} bad rows"
@@ -352,7 +352,6 @@ def send_weekly(
             result = weekly.run_weekly(
                 engine, settings, transport, week=week, dry_run=dry_run, progress=progress
             )
-            bar.remove_task(task)
     _report_weekly(result, settings)
 
 
