@@ -24,7 +24,8 @@ def normalise_email(raw: str) -> str:
     if not candidate:
         raise InputError("email is empty")
     try:
-        checked = validate_email(candidate, check_deliverability=False)
+        # SMTPUTF8 addresses are refused: not every hop of the delivery path carries them.
+        checked = validate_email(candidate, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as error:
         raise InputError(f"email {candidate!r} is not valid: {error}") from None
     return checked.normalized.lower()

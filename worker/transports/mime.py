@@ -13,8 +13,8 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
-from email.utils import format_datetime, formataddr
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
 from emails.placeholders import Template
@@ -23,7 +23,6 @@ from worker.transports.base import OutgoingMessage
 # "=_" can never occur in quoted-printable output ("=" is always written "=3D"), so a boundary
 # that contains it can never collide with a body line.
 BOUNDARY = "=_vm-alt-boundary"
-_SMTP = policy.SMTP.clone(max_line_length=78)
 
 
 def _reject_breaks(name: str, value: str) -> None:
@@ -34,9 +33,18 @@ def _reject_breaks(name: str, value: str) -> None:
 def fold(name: str, value: str) -> str:
     """'Name: value' folded and RFC 2047-encoded where needed, ending in CRLF."""
     _reject_breaks(name, value)
-    if value.isascii():
+    if value.isascii() and "=?" not in value and _longest_word(value) <= _LONGEST_PLAIN_WORD:
         return _fold_ascii(name, value)
+    # Non-ASCII text, text a reader would mistake for an RFC 2047 encoded-word, or a word too
+    # long for one line: let the encoder write (and split) encoded-words.
     return _fold_encoded(name, value)
+
+
+_LONGEST_PLAIN_WORD = 900  # RFC 5322 allows 998 bytes a line, name and folding included
+
+
+def _longest_word(value: str) -> int:
+    return max((len(word) for word in value.split(" ")), default=0)
 
 
 def _fold_ascii(name: str, value: str) -> str:
@@ -52,14 +60,26 @@ def _fold_ascii(name: str, value: str) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-@lru_cache(maxsize=64)  # From and Subject repeat for every recipient of an edition
+@lru_cache(maxsize=64)  # the Subject repeats for every recipient of an edition
 def _fold_encoded(name: str, value: str) -> str:
-    return str(_SMTP.fold(name, value))
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n", maxlinelen=78)
+    return f"{name}: {encoded}\r\n"
 
 
-def address(name: str, email: str) -> str:
-    _reject_breaks("address", name + email)
-    return formataddr((name, email)) if name else email
+@lru_cache(maxsize=1024)
+def fold_address(header: str, display_name: str, email: str) -> str:
+    """An address header (From, To): the display name encoded where needed, the address as is."""
+    _reject_breaks(header, display_name + email)
+    if not email.isascii():
+        raise ValueError(f"address {email!r} is not ASCII; internationalised mailboxes are refused")
+    if not display_name:
+        return _fold_ascii(header, email)
+    if display_name.isascii() and "=?" not in display_name:
+        return _fold_ascii(header, formataddr((display_name, email)))
+    encoded = Header(display_name, "utf-8", header_name=header).encode(
+        linesep="\r\n", maxlinelen=78
+    )
+    return f"{header}: {encoded} <{email}>\r\n"
 
 
 def _crlf(text: str) -> str:
@@ -79,6 +99,24 @@ def _qp(text: str) -> bytes:
 # A soft line break: invisible once decoded, it lets independently encoded pieces be joined
 # without any encoded line growing past 76 characters.
 _SOFT_BREAK = b"=\r\n"
+_QP_LINE = 76
+
+
+def _leave_room_for_soft_break(encoded: bytes) -> bytes:
+    """Make the last line at most 75 characters so a soft break ("=") can follow it."""
+    start = encoded.rfind(b"\n") + 1
+    last = encoded[start:]
+    if len(last) < _QP_LINE:
+        return encoded
+    cut = 0  # the last boundary between encoded characters ("x" or "=XX") within 75 columns
+    position = 0
+    while position < len(last):
+        step = 3 if last[position : position + 1] == b"=" else 1
+        if position + step > _QP_LINE - 1:
+            break
+        position += step
+        cut = position
+    return encoded[:start] + last[:cut] + _SOFT_BREAK + last[cut:]
 
 
 @dataclass(frozen=True)
@@ -94,13 +132,17 @@ class EncodedTemplate:
 
     @classmethod
     def of(cls, template: Template) -> EncodedTemplate:
-        return cls(tuple(_qp(part) for part in template.parts[::2]), template)
+        literals = [_qp(part) for part in template.parts[::2]]
+        # Every literal but the last is followed by a soft break, so it needs room for one.
+        literals[:-1] = [_leave_room_for_soft_break(literal) for literal in literals[:-1]]
+        return cls(tuple(literals), template)
 
     def fill(self, values: Mapping[str, str]) -> bytes:
         names = self.template.parts[1::2]
         chunks = [self.encoded_literals[0]]
         for name, literal in zip(names, self.encoded_literals[1:], strict=True):
-            chunks += (_SOFT_BREAK, _qp(self.template.value(name, values)), _SOFT_BREAK, literal)
+            value = _leave_room_for_soft_break(_qp(self.template.value(name, values)))
+            chunks += (_SOFT_BREAK, value, _SOFT_BREAK, literal)
         return b"".join(chunks)
 
 
@@ -112,16 +154,22 @@ class EncodedBodies:
     html: bytes
 
 
+@lru_cache(maxsize=16)
+def _parsed_from(from_address: str) -> tuple[str, str]:
+    _reject_breaks("From", from_address)  # parseaddr would quietly drop a line break
+    return parseaddr(from_address)
+
+
 def build(message: OutgoingMessage, *, now: datetime | None = None) -> bytes:
     """The whole message as bytes with CRLF line ends, ready for a file, SMTP or SES raw."""
     encoded = message.encoded or EncodedBodies(text=_qp(message.text), html=_qp(message.html))
     date = format_datetime(now or datetime.now(UTC))
     head = [
-        fold("From", message.from_address),
-        fold("To", address(message.to_name, message.to_address)),
+        fold_address("From", *_parsed_from(message.from_address)),
+        fold_address("To", message.to_name, message.to_address),
         fold("Subject", message.subject),
         f"Date: {date}\r\n",
-        f"Message-ID: {message.message_id}\r\n",
+        fold("Message-ID", message.message_id),
         "MIME-Version: 1.0\r\n",
     ]
     for name, value in message.headers.items():

@@ -31,7 +31,13 @@ class OutboxTransport:
         target = self.path_for(message)
         partial = target.with_suffix(".eml.partial")
         try:
-            partial.write_bytes(mime.build(message))
+            data = mime.build(message)
+        except (ValueError, UnicodeError) as error:
+            return SendResult(
+                failure=FailureKind.PERMANENT, reason=f"cannot build message: {error}"
+            )
+        try:
+            partial.write_bytes(data)
             os.replace(partial, target)  # a reader never sees half a message
         except OSError as error:
             return SendResult(failure=FailureKind.TRANSIENT, reason=f"{target}: {error.strerror}")
