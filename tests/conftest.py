@@ -64,7 +64,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         VAR_DIR=str(tmp_path / "var"),
         NEWSLETTER_TRANSPORT="memory",
         SECRET_KEY="test-secret-key",
