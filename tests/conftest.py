@@ -55,9 +55,11 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+    from worker import runtime
     from worker.config import get_settings
 
     get_settings.cache_clear()
+    runtime.install(None)
     return tmp_path
 
 

@@ -10,7 +10,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tests.conftest import EXAMPLE
-from worker import comparisons, db, subscribers
+from worker import comparisons, db, runner, runtime, subscribers, weekly
+from worker.config import Settings
+from worker.models import DeliveryState
+from worker.ratelimit import RateLimiter, Unlimited
+from worker.transports.base import Transport
 
 
 def example_payload() -> dict[str, Any]:
@@ -32,3 +36,25 @@ def add_subscribers(engine: Engine, *emails: str) -> None:
     with db.session_scope(engine) as session:
         for email in emails:
             subscribers.add(session, email, name=None, source="test")
+
+
+def send_week(
+    engine: Engine,
+    settings: Settings,
+    transport: Transport,
+    *,
+    week: str = "2026-W47",
+    dry_run: bool = False,
+    limiter: RateLimiter | None = None,
+) -> weekly.WeeklyResult:
+    """What `send-weekly` does on the embedded setup: prepare, then run the actors in-process."""
+    runtime.install(runtime.Runtime(settings, engine, transport, limiter or Unlimited()))
+    result = weekly.prepare_week(engine, settings, week=week, dry_run=dry_run)
+    if result.outcome == weekly.Outcome.READY:
+        assert result.edition is not None and result.edition.id is not None
+        runner.send_in_process(engine, result.edition.id, progress=None)
+    return result
+
+
+def edition_counts(engine: Engine, edition_id: int = 1) -> dict[DeliveryState, int]:
+    return runner.counts(engine, edition_id)

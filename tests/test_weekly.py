@@ -1,4 +1,7 @@
-"""The weekly send: one edition per week, one message per active subscriber, nothing twice."""
+"""The weekly send: one edition per week, one message per active subscriber, nothing twice.
+
+These run the real actors on the in-process broker, as `send-weekly` does with no REDIS_URL.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,23 @@ from datetime import timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from tests.helpers import add_subscribers, example_payload, store_payload
-from worker import db, delivery, editions, subscribers, tracking
+from tests.helpers import add_subscribers, edition_counts, example_payload, send_week, store_payload
+from worker import control, db, delivery, runner, sending, subscribers, tracking, weekly
 from worker.config import Settings
-from worker.models import Delivery, DeliveryState, Edition, EditionStatus, Event, EventKind, utcnow
-from worker.sending import send_edition
+from worker.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    EditionStatus,
+    Event,
+    EventKind,
+    Schedule,
+    utcnow,
+)
+from worker.ratelimit import Unlimited
 from worker.transports.base import FailureKind
 from worker.transports.memory import MemoryTransport
-from worker.weekly import Outcome, run_weekly
+from worker.weekly import Outcome
 
 WEEK = "2026-W47"
 READERS = ("ada@example.com", "grace@example.com", "linus@example.com")
@@ -25,27 +37,32 @@ def _setup(engine: Engine, *emails: str) -> None:
     add_subscribers(engine, *emails)
 
 
+def _edition(engine: Engine) -> Edition:
+    with db.session_scope(engine) as session:
+        return session.exec(select(Edition)).one()
+
+
 def test_each_active_subscriber_gets_exactly_one_message(
     engine: Engine, settings: Settings
 ) -> None:
     _setup(engine, *READERS)
     transport = MemoryTransport()
-    result = run_weekly(engine, settings, transport, week=WEEK)
-    assert result.outcome == Outcome.SENT
+    result = send_week(engine, settings, transport)
+    assert result.outcome == Outcome.READY
     assert sorted(m.to_address for m in transport.sent) == sorted(READERS)
-    assert result.summary is not None and result.summary.counts[DeliveryState.SENT] == 3
-    with db.session_scope(engine) as session:
-        edition = session.exec(select(Edition)).one()
-        rows = session.exec(select(Delivery)).all()
+    assert edition_counts(engine)[DeliveryState.SENT] == 3
+    edition = _edition(engine)
     assert edition.status == EditionStatus.SENT and edition.finished_at is not None
+    with db.session_scope(engine) as session:
+        rows = session.exec(select(Delivery)).all()
     assert {row.provider_message_id for row in rows} == {"memory-1", "memory-2", "memory-3"}
 
 
 def test_a_second_run_for_the_same_week_sends_nothing(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
     transport = MemoryTransport()
-    run_weekly(engine, settings, transport, week=WEEK)
-    again = run_weekly(engine, settings, transport, week=WEEK)
+    send_week(engine, settings, transport)
+    again = send_week(engine, settings, transport)
     assert again.outcome == Outcome.ALREADY_SENT
     assert len(transport.sent) == 3
     with db.session_scope(engine) as session:
@@ -57,7 +74,7 @@ def test_a_week_without_a_comparison_sends_nothing_and_leaves_an_event(
 ) -> None:
     _setup(engine, *READERS)
     transport = MemoryTransport()
-    result = run_weekly(engine, settings, transport, week="2026-W49")
+    result = send_week(engine, settings, transport, week="2026-W49")
     assert result.outcome == Outcome.NO_COMPARISON
     assert transport.sent == []
     with db.session_scope(engine) as session:
@@ -69,7 +86,7 @@ def test_a_week_without_a_comparison_sends_nothing_and_leaves_an_event(
 def test_dry_run_changes_nothing(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
     transport = MemoryTransport()
-    result = run_weekly(engine, settings, transport, week=WEEK, dry_run=True)
+    result = send_week(engine, settings, transport, dry_run=True)
     assert result.outcome == Outcome.DRY_RUN and result.recipients == 3
     assert transport.sent == []
     with db.session_scope(engine) as session:
@@ -81,32 +98,98 @@ def test_inactive_subscribers_are_not_mailed(engine: Engine, settings: Settings)
     with db.session_scope(engine) as session:
         subscribers.unsubscribe(session, "grace@example.com")
     transport = MemoryTransport()
-    run_weekly(engine, settings, transport, week=WEEK)
+    send_week(engine, settings, transport)
     assert sorted(m.to_address for m in transport.sent) == ["ada@example.com", "linus@example.com"]
+
+
+def test_an_account_block_pauses_the_edition_and_resume_sends_the_rest_once(
+    engine: Engine, settings: Settings
+) -> None:
+    _setup(engine, *READERS)
+    transport = MemoryTransport()
+    transport.fail_next("grace@example.com", FailureKind.ACCOUNT, "sending paused for the account")
+    first = send_week(engine, settings, transport)
+    assert first.outcome == Outcome.READY
+    edition = _edition(engine)
+    assert edition.status == EditionStatus.PAUSED
+    assert "sending paused for the account" in edition.status_reason
+    assert "grace@example.com" not in [m.to_address for m in transport.sent]
+    assert edition_counts(engine)[DeliveryState.PENDING] >= 1  # handed back, not lost
+    assert send_week(engine, settings, transport).outcome == Outcome.PAUSED  # stays paused
+    control.resume(engine, edition.id or 0)
+    runner.send_in_process(engine, edition.id or 0, progress=None)
+    assert sorted(m.to_address for m in transport.sent) == sorted(READERS)
+    assert _edition(engine).status == EditionStatus.SENT
 
 
 def test_unsubscribed_mid_send_is_skipped(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
     transport = MemoryTransport()
     transport.fail_next("grace@example.com", FailureKind.ACCOUNT, "sending paused")
-    first = run_weekly(engine, settings, transport, week=WEEK)
-    assert first.outcome == Outcome.PAUSED
-    assert "grace@example.com" not in [m.to_address for m in transport.sent]
+    send_week(engine, settings, transport)
     with db.session_scope(engine) as session:
-        edition = session.exec(select(Edition)).one()
-        assert edition.status == EditionStatus.PAUSED and "sending paused" in edition.status_reason
-        grace = session.exec(select(Delivery).where(Delivery.subscriber_id == 2)).one()
-        assert grace.state == DeliveryState.PENDING  # handed back, not lost
         subscribers.unsubscribe(session, "grace@example.com")
-        # An operator resumes the edition (the resume command arrives with the queue).
-        edition.status = EditionStatus.APPROVED
-        session.add(edition)
-    second = run_weekly(engine, settings, transport, week=WEEK)
-    assert second.outcome == Outcome.SENT
+    control.resume(engine, 1)
+    runner.send_in_process(engine, 1, progress=None)
     assert sorted(m.to_address for m in transport.sent) == ["ada@example.com", "linus@example.com"]
-    assert second.summary is not None
-    assert second.summary.counts[DeliveryState.SKIPPED] == 1
-    assert second.summary.counts[DeliveryState.SENT] == 2
+    counts = edition_counts(engine)
+    assert counts[DeliveryState.SKIPPED] == 1 and counts[DeliveryState.SENT] == 2
+
+
+def test_pause_before_sending_then_resume_sends_each_once(
+    engine: Engine, settings: Settings
+) -> None:
+    _setup(engine, *[f"reader{i}@example.com" for i in range(120)])
+    runtime_transport = MemoryTransport()
+    prepared = weekly.prepare_week(engine, settings, week=WEEK)
+    assert prepared.edition is not None and prepared.edition.id is not None
+    edition_id = prepared.edition.id
+    batches = sending.start_send(engine, edition_id)
+    assert [len(b) for b in batches] == [50, 50, 20]
+    first = sending.send_batch(
+        engine,
+        edition_id,
+        batches[0],
+        transport=runtime_transport,
+        settings=settings,
+        limiter=Unlimited(),
+    )
+    assert first.sent == 50
+    control.pause(engine, edition_id)
+    stopped = sending.send_batch(
+        engine,
+        edition_id,
+        batches[1],
+        transport=runtime_transport,
+        settings=settings,
+        limiter=Unlimited(),
+    )
+    assert stopped.stopped and len(runtime_transport.sent) == 50
+    control.resume(engine, edition_id)
+    send_week(engine, settings, runtime_transport)
+    addresses = [m.to_address for m in runtime_transport.sent]
+    assert len(addresses) == len(set(addresses)) == 120
+
+
+def test_cancel_skips_what_was_not_sent(engine: Engine, settings: Settings) -> None:
+    _setup(engine, *[f"reader{i}@example.com" for i in range(60)])
+    prepared = weekly.prepare_week(engine, settings, week=WEEK)
+    assert prepared.edition is not None and prepared.edition.id is not None
+    batches = sending.start_send(engine, prepared.edition.id)
+    transport = MemoryTransport()
+    sending.send_batch(
+        engine,
+        prepared.edition.id,
+        batches[0],
+        transport=transport,
+        settings=settings,
+        limiter=Unlimited(),
+    )
+    _, skipped = control.cancel(engine, prepared.edition.id)
+    assert skipped == 10
+    assert send_week(engine, settings, transport).outcome == Outcome.CANCELLED
+    counts = edition_counts(engine)
+    assert (counts[DeliveryState.SENT], counts[DeliveryState.SKIPPED]) == (50, 10)
 
 
 def test_transient_failures_are_retried_until_sent(engine: Engine, settings: Settings) -> None:
@@ -114,22 +197,19 @@ def test_transient_failures_are_retried_until_sent(engine: Engine, settings: Set
     transport = MemoryTransport()
     transport.fail_next("ada@example.com", FailureKind.TRANSIENT, "throttled")
     transport.fail_next("ada@example.com", FailureKind.TRANSIENT, "throttled")
-    result = run_weekly(engine, settings, transport, week=WEEK)
+    send_week(engine, settings, transport)
     assert [m.to_address for m in transport.sent].count("ada@example.com") == 1
-    assert result.summary is not None and result.summary.counts[DeliveryState.SENT] == 3
-    with db.session_scope(engine) as session:
-        ada = session.exec(select(Delivery).where(Delivery.subscriber_id == 1)).one()
-    assert ada.attempts == 3
+    assert edition_counts(engine)[DeliveryState.SENT] == 3
+    assert control.report(engine, 1).retries == 2
 
 
 def test_a_permanent_failure_fails_that_delivery_only(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
     transport = MemoryTransport()
     transport.fail_next("linus@example.com", FailureKind.PERMANENT, "mailbox does not exist")
-    result = run_weekly(engine, settings, transport, week=WEEK)
-    assert result.summary is not None
-    assert result.summary.counts[DeliveryState.FAILED] == 1
-    assert result.summary.counts[DeliveryState.SENT] == 2
+    send_week(engine, settings, transport)
+    counts = edition_counts(engine)
+    assert counts[DeliveryState.FAILED] == 1 and counts[DeliveryState.SENT] == 2
     with db.session_scope(engine) as session:
         failed = session.exec(select(Delivery).where(Delivery.state == DeliveryState.FAILED)).one()
     assert failed.last_error == "mailbox does not exist"
@@ -139,69 +219,64 @@ def test_a_delivery_left_sending_by_a_crash_becomes_uncertain_and_is_not_resent(
     engine: Engine, settings: Settings
 ) -> None:
     _setup(engine, *READERS)
-    transport = MemoryTransport()
-    # A sender claims a batch and dies before recording anything.
-    first = run_weekly(engine, settings, transport, week=WEEK, dry_run=True)
-    assert first.comparison is not None
+    prepared = weekly.prepare_week(engine, settings, week=WEEK)
+    assert prepared.edition is not None and prepared.edition.id is not None
+    edition_id = prepared.edition.id
+    batches = sending.start_send(engine, edition_id)
+    # A sender claims one delivery and dies before recording anything.
     with db.session_scope(engine) as session:
-        schedule = editions.default_schedule(session, settings)
-        prepared = editions.prepare(
-            session,
-            schedule=schedule,
-            period=first.period,
-            comparison=first.comparison,
-            settings=settings,
-        )
-        assert prepared.edition.id is not None
-        delivery.add_recipients(session, prepared.edition.id)
-    with db.session_scope(engine) as session:
-        crashed = delivery.claim(session, prepared.edition.id, limit=1)
+        (crashed,) = delivery.claim(session, edition_id, batches[0][:1])
         session.execute(
             update(Delivery)
             .values(claimed_at=utcnow() - timedelta(seconds=settings.send_lease_s + 1))
-            .where(Delivery.id == crashed[0].delivery_id)  # type: ignore[arg-type]
+            .where(Delivery.id == crashed.delivery_id)  # type: ignore[arg-type]
         )
-    result = run_weekly(engine, settings, transport, week=WEEK)
-    assert result.summary is not None
-    assert result.summary.newly_uncertain == 1
-    assert result.summary.counts[DeliveryState.UNCERTAIN] == 1
-    assert crashed[0].email not in [m.to_address for m in transport.sent]
-    assert len(transport.sent) == 2
+    transport = MemoryTransport()
+    send_week(engine, settings, transport)
+    counts = edition_counts(engine)
+    assert counts[DeliveryState.UNCERTAIN] == 1 and counts[DeliveryState.SENT] == 2
+    assert crashed.email not in [m.to_address for m in transport.sent]
+    assert _edition(engine).status == EditionStatus.SENT
+    assert control.uncertain(engine, edition_id) == [(crashed.delivery_id, crashed.email)]
+    # The operator decides to resend: exactly that one message goes, once.
+    assert control.resolve_uncertain(engine, edition_id, resend=True) == 1
+    runner.send_in_process(engine, edition_id, progress=None)
+    assert [m.to_address for m in transport.sent].count(crashed.email) == 1
+    assert edition_counts(engine)[DeliveryState.SENT] == 3
 
 
-def test_two_claimers_never_get_the_same_delivery(engine: Engine, settings: Settings) -> None:
-    emails = [f"reader{i}@example.com" for i in range(120)]
-    _setup(engine, *emails)
-    preview = run_weekly(engine, settings, MemoryTransport(), week=WEEK, dry_run=True)
-    assert preview.comparison is not None
+def test_uncertain_deliveries_can_be_marked_sent(engine: Engine, settings: Settings) -> None:
+    _setup(engine, *READERS)
+    prepared = weekly.prepare_week(engine, settings, week=WEEK)
+    assert prepared.edition is not None and prepared.edition.id is not None
+    batches = sending.start_send(engine, prepared.edition.id)
     with db.session_scope(engine) as session:
-        schedule = editions.default_schedule(session, settings)
-        edition = editions.prepare(
-            session,
-            schedule=schedule,
-            period=preview.period,
-            comparison=preview.comparison,
-            settings=settings,
-        ).edition
-        assert edition.id is not None
-        assert delivery.add_recipients(session, edition.id) == 120
-        assert delivery.add_recipients(session, edition.id) == 0  # insert-or-ignore
-    concurrent = engine.dialect.name == "postgresql"  # SQLite serialises writers instead
-    seen: list[int] = []
-    for _ in range(3):
-        with db.session_scope(engine) as a, db.session_scope(engine) as b:
-            seen += [c.delivery_id for c in delivery.claim(a, edition.id, limit=25)]
-            if not concurrent:
-                a.commit()
-            # With `a` still holding its rows open, `b` must take different ones.
-            seen += [c.delivery_id for c in delivery.claim(b, edition.id, limit=25)]
-    assert len(seen) == len(set(seen)) == 120
+        delivery.claim(session, prepared.edition.id, batches[0])
+    assert sending.reconcile(engine, prepared.edition.id, lease_s=0) == 3
+    assert control.resolve_uncertain(engine, prepared.edition.id, resend=False) == 3
+    assert edition_counts(engine)[DeliveryState.SENT] == 3
+
+
+def test_a_claim_takes_only_pending_rows(engine: Engine, settings: Settings) -> None:
+    _setup(engine, *[f"reader{i}@example.com" for i in range(120)])
+    prepared = weekly.prepare_week(engine, settings, week=WEEK)
+    assert prepared.edition is not None and prepared.edition.id is not None
+    edition_id = prepared.edition.id
+    batches = sending.start_send(engine, edition_id)
+    with db.session_scope(engine) as session:
+        assert delivery.add_recipients(session, edition_id) == 0  # insert-or-ignore
+    with db.session_scope(engine) as session:
+        first = delivery.claim(session, edition_id, batches[0])
+    with db.session_scope(engine) as session:
+        again = delivery.claim(session, edition_id, batches[0] + batches[1][:5])
+    assert len(first) == 50
+    assert [c.delivery_id for c in again] == batches[1][:5]  # a redelivered message gets nothing
 
 
 def test_the_unsubscribe_link_names_the_recipient(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
     transport = MemoryTransport()
-    run_weekly(engine, settings, transport, week=WEEK)
+    send_week(engine, settings, transport)
     with db.session_scope(engine) as session:
         by_delivery = {d.id: d.subscriber_id for d in session.exec(select(Delivery))}
     for message in transport.sent:
@@ -214,23 +289,22 @@ def test_the_unsubscribe_link_names_the_recipient(engine: Engine, settings: Sett
         assert url in message.html and url in message.text
 
 
-def test_an_edition_awaiting_approval_is_not_sent(engine: Engine, settings: Settings) -> None:
+def test_a_draft_waits_for_approval_then_sends(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
     with db.session_scope(engine) as session:
-        schedule = editions.default_schedule(session, settings)
-        schedule.require_approval = True
-        session.add(schedule)
+        session.add(
+            Schedule(
+                name="weekly",
+                cron="0 9 * * MON",
+                timezone="UTC",
+                require_approval=True,
+                created_at=utcnow(),
+            )
+        )
     transport = MemoryTransport()
-    result = run_weekly(engine, settings, transport, week=WEEK)
-    assert result.outcome == Outcome.AWAITING_APPROVAL
+    assert send_week(engine, settings, transport).outcome == Outcome.AWAITING_APPROVAL
     assert transport.sent == []
-
-
-def test_send_edition_is_idempotent_when_called_again(engine: Engine, settings: Settings) -> None:
-    _setup(engine, *READERS)
-    transport = MemoryTransport()
-    result = run_weekly(engine, settings, transport, week=WEEK)
-    assert result.edition is not None and result.comparison is not None
-    again = send_edition(engine, result.edition, result.comparison, transport, settings)
+    edition = control.approve(engine, 1, by="editor@example.org")
+    assert edition.approved_by == "editor@example.org" and edition.approved_at is not None
+    runner.send_in_process(engine, 1, progress=None)
     assert len(transport.sent) == 3
-    assert again.counts[DeliveryState.SENT] == 3

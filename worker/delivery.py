@@ -78,35 +78,35 @@ class Claimed:
 
 
 def claim(
-    session: Session, edition_id: int, *, limit: int, now: datetime | None = None
+    session: Session,
+    edition_id: int,
+    delivery_ids: Sequence[int],
+    *,
+    now: datetime | None = None,
 ) -> list[Claimed]:
-    """Atomically take up to `limit` pending rows as `sending`; a racing claimer gets others."""
-    now = now or utcnow()
-    candidates = (
-        sa_select(Delivery.id)  # type: ignore[call-overload]
-        .where(Delivery.edition_id == edition_id, Delivery.state == DeliveryState.PENDING)
-        .order_by(Delivery.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    # Select, then update exactly those ids: inside `UPDATE … WHERE id IN (subquery)` PostgreSQL
-    # may run a LIMIT/SKIP LOCKED subquery more than once and take more rows than asked.
-    picked = [row[0] for row in session.execute(candidates)]
-    if not picked:
+    """Atomically take those of `delivery_ids` that are still pending; a racing claimer (or a
+    redelivered queue message) finds them taken and gets nothing."""
+    if not delivery_ids:
         return []
     statement = (
         update(Delivery)
-        .where(col(Delivery.id).in_(picked))
+        .where(col(Delivery.id).in_(list(delivery_ids)))
+        .where(col(Delivery.edition_id) == edition_id)
         .where(col(Delivery.state) == DeliveryState.PENDING)
-        .values(state=DeliveryState.SENDING, claimed_at=now, attempts=col(Delivery.attempts) + 1)
+        .values(
+            state=DeliveryState.SENDING,
+            claimed_at=now or utcnow(),
+            attempts=col(Delivery.attempts) + 1,
+        )
         .returning(col(Delivery.id))
     )
     ids = [row[0] for row in session.execute(statement)]
     if not ids:
         return []
     rows = session.execute(
-        sa_select(Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status)  # type: ignore[call-overload]
+        sa_select(  # type: ignore[call-overload]
+            Delivery.id, Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status
+        )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(col(Delivery.id).in_(ids))
         .order_by(Delivery.id)
@@ -123,19 +123,40 @@ def claim(
     ]
 
 
+def pending_ids(session: Session, edition_id: int) -> list[int]:
+    rows = session.execute(
+        sa_select(Delivery.id)  # type: ignore[call-overload]
+        .where(Delivery.edition_id == edition_id, Delivery.state == DeliveryState.PENDING)
+        .order_by(Delivery.id)
+    )
+    return [row[0] for row in rows]
+
+
+def skip_pending(session: Session, edition_id: int, *, reason: str) -> int:
+    """Every still-pending delivery of the edition becomes `skipped` (the edition was cancelled)."""
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.edition_id) == edition_id)
+        .where(col(Delivery.state) == DeliveryState.PENDING)
+        .values(state=DeliveryState.SKIPPED, last_error=reason)
+    )
+    return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+
+
 def _move(
     session: Session,
     delivery_ids: Sequence[int],
     *,
     to: DeliveryState,
+    only_from: DeliveryState = DeliveryState.SENDING,
     **values: object,
 ) -> int:
     if not delivery_ids:
         return 0
     statement = (
         update(Delivery)
-        .where(col(Delivery.id).in_(delivery_ids))
-        .where(col(Delivery.state) == DeliveryState.SENDING)
+        .where(col(Delivery.id).in_(list(delivery_ids)))
+        .where(col(Delivery.state) == only_from)
         .values(state=to, **values)
     )
     return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
@@ -166,6 +187,36 @@ def release(session: Session, delivery_ids: Sequence[int], *, reason: str) -> in
     """Back to pending after a transient failure (or a pause) so a later pass sends it."""
     return _move(
         session, delivery_ids, to=DeliveryState.PENDING, last_error=reason[:2000], claimed_at=None
+    )
+
+
+def uncertain_ids(session: Session, edition_id: int) -> list[int]:
+    rows = session.execute(
+        sa_select(Delivery.id)  # type: ignore[call-overload]
+        .where(Delivery.edition_id == edition_id, Delivery.state == DeliveryState.UNCERTAIN)
+        .order_by(Delivery.id)
+    )
+    return [row[0] for row in rows]
+
+
+def resolve_uncertain(session: Session, delivery_ids: Sequence[int], *, resend: bool) -> int:
+    """The operator's call on uncertain rows: send again (pending) or count as sent."""
+    if resend:
+        return _move(
+            session,
+            delivery_ids,
+            to=DeliveryState.PENDING,
+            only_from=DeliveryState.UNCERTAIN,
+            claimed_at=None,
+            last_error="resend requested by operator",
+        )
+    return _move(
+        session,
+        delivery_ids,
+        to=DeliveryState.SENT,
+        only_from=DeliveryState.UNCERTAIN,
+        last_error="marked sent by operator",
+        sent_at=utcnow(),
     )
 
 

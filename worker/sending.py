@@ -1,15 +1,15 @@
-"""Send an edition's pending deliveries through a transport, a batch at a time.
+"""Sending an edition: hand out batches, send a batch, notice when the edition is done.
 
-Each batch is claimed in its own transaction before anything leaves, and its outcome is written
-in another right after, so a crash between the two leaves rows `sending` (later `uncertain`),
-never silently re-sent. This is the work the `send_batch` actor will do once per message.
+A batch is claimed in its own transaction before anything leaves, and each outcome is written
+right after its send, so a crash between the two leaves rows `sending` (later `uncertain`),
+never silently re-sent. The actors in worker.actors call these; nothing here knows the queue.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from sqlalchemy import Engine
@@ -20,12 +20,15 @@ from worker import delivery, tracking
 from worker.config import Settings
 from worker.db import session_scope
 from worker.models import Comparison, DeliveryState, Edition, EditionStatus
+from worker.ratelimit import RateLimiter
 from worker.transports.base import FailureKind, OutgoingMessage, SendResult, Transport
 from worker.transports.mime import EncodedBodies, EncodedTemplate
 
 BATCH_SIZE = 50  # the SES v2 bulk limit; also bounds what a crash can leave uncertain
-MAX_ATTEMPTS = 5
-BACKOFF_S = (0.2, 0.5, 1.0, 2.0)
+MAX_ATTEMPTS = 20  # throttling is normal at full speed: only a long run of failures gives up
+RETRY_BASE_S = 0.5
+RETRY_MAX_S = 30.0
+STATUS_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -99,38 +102,121 @@ class BatchOutcome:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
-    deferred: int = 0
-    blocked_reason: str | None = None
-
-    @property
-    def handled(self) -> int:
-        return self.sent + self.failed + self.skipped + self.deferred
+    retry: list[int] = field(default_factory=list)  # back to pending: send again after a delay
+    retry_after_s: float = 0.0
+    blocked_reason: str | None = None  # the provider refuses everything: the edition is paused
+    stopped: bool = False  # the edition was no longer sending (paused or cancelled)
 
 
-def send_one_batch(
+def start_send(engine: Engine, edition_id: int) -> list[list[int]]:
+    """Approved (or resumed) edition → sending: a delivery per active subscriber, in batches.
+
+    Safe to call again: rows are insert-or-ignore and only pending ones are returned, so a
+    repeated or late call just hands out batches whose claims will come back empty.
+    """
+    with session_scope(engine) as session:
+        moved = delivery.set_edition_status(
+            session,
+            edition_id,
+            to=EditionStatus.SENDING,
+            only_from=[EditionStatus.APPROVED, EditionStatus.SENDING],
+        )
+        if not moved:
+            return []
+        delivery.add_recipients(session, edition_id)
+        ids = delivery.pending_ids(session, edition_id)
+    return [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+
+
+def _edition_status(engine: Engine, edition_id: int) -> EditionStatus | None:
+    with session_scope(engine) as session:
+        edition = session.get(Edition, edition_id)
+        return edition.status if edition else None
+
+
+def _mail_for(engine: Engine, edition_id: int, settings: Settings) -> EditionMail | None:
+    with session_scope(engine) as session:
+        edition = session.get(Edition, edition_id)
+        if edition is None:
+            return None
+        comparison = session.get(Comparison, edition.comparison_id)
+        assert comparison is not None
+    return _cached_mail(edition, comparison.slug, settings)
+
+
+_MAILS: dict[tuple[int, str], EditionMail] = {}
+
+
+def _cached_mail(edition: Edition, slug: str, settings: Settings) -> EditionMail:
+    """Compiling and encoding an edition takes milliseconds; a worker does it once per edition."""
+    assert edition.id is not None
+    key = (edition.id, edition.content_hash)
+    if key not in _MAILS:
+        if len(_MAILS) > 8:
+            _MAILS.clear()
+        _MAILS[key] = prepare_mail(edition, slug, settings)
+    return _MAILS[key]
+
+
+def send_batch(
     engine: Engine,
-    mail: EditionMail,
+    edition_id: int,
+    delivery_ids: Sequence[int],
+    *,
     transport: Transport,
     settings: Settings,
-    *,
-    limit: int = BATCH_SIZE,
-) -> BatchOutcome | None:
-    """Claim, send and record one batch; None when nothing is left to claim."""
-    with session_scope(engine) as session:
-        claimed = delivery.claim(session, mail.edition_id, limit=limit)
-    if not claimed:
-        return None
+    limiter: RateLimiter,
+) -> BatchOutcome:
+    """Claim these deliveries, send them under the rate limit, and record every outcome.
+
+    Between sends it looks at the edition's status at least every STATUS_CHECK_S, so a pause or
+    cancel stops new sends within a second; what it claimed but did not send goes back to pending.
+    """
     outcome = BatchOutcome()
-    inactive = [c.delivery_id for c in claimed if not c.active]
-    recipients = [c for c in claimed if c.active]
-    signing_key = settings.signing_key()
-    messages = [personalise(mail, c, settings, signing_key) for c in recipients]
-    results = transport.send(messages) if messages else []
+    if _edition_status(engine, edition_id) != EditionStatus.SENDING:
+        outcome.stopped = True
+        return outcome
+    mail = _mail_for(engine, edition_id, settings)
+    if mail is None:
+        outcome.stopped = True
+        return outcome
     with session_scope(engine) as session:
+        claimed = delivery.claim(session, edition_id, delivery_ids)
+        inactive = [c.delivery_id for c in claimed if not c.active]
         outcome.skipped = delivery.mark_skipped(
             session, inactive, reason="subscriber no longer active"
         )
-        _record(session, recipients, results, outcome)
+    waiting = [c for c in claimed if c.active]
+    signing_key = settings.signing_key()
+    checked_at = time.monotonic()
+    while waiting:
+        if time.monotonic() - checked_at >= STATUS_CHECK_S:
+            checked_at = time.monotonic()
+            if _edition_status(engine, edition_id) != EditionStatus.SENDING:
+                outcome.stopped = True
+                break
+        chunk = waiting[: limiter.acquire(len(waiting))]
+        waiting = waiting[len(chunk) :]
+        messages = [personalise(mail, c, settings, signing_key) for c in chunk]
+        results = transport.send(messages)
+        with session_scope(engine) as session:
+            _record(session, chunk, results, outcome)
+            if outcome.blocked_reason is not None:
+                delivery.set_edition_status(
+                    session,
+                    edition_id,
+                    to=EditionStatus.PAUSED,
+                    only_from=[EditionStatus.SENDING],
+                    reason=outcome.blocked_reason,
+                )
+                break
+    if waiting:
+        left = [c.delivery_id for c in waiting]
+        with session_scope(engine) as session:
+            if _edition_status(engine, edition_id) == EditionStatus.CANCELLED:
+                delivery.mark_skipped(session, left, reason="edition cancelled")
+            else:
+                delivery.release(session, left, reason="edition stopped mid-batch")
     return outcome
 
 
@@ -141,99 +227,64 @@ def _record(
     outcome: BatchOutcome,
 ) -> None:
     retry: list[int] = []
+    reasons: dict[int, str] = {}
     for recipient, result in zip(recipients, results, strict=True):
+        did = recipient.delivery_id
         if result.ok:
-            outcome.sent += delivery.mark_sent(
-                session, recipient.delivery_id, provider_id=result.provider_id
-            )
+            outcome.sent += delivery.mark_sent(session, did, provider_id=result.provider_id)
         elif result.failure == FailureKind.PERMANENT:
-            outcome.failed += delivery.mark_failed(
-                session, recipient.delivery_id, reason=result.reason
-            )
+            outcome.failed += delivery.mark_failed(session, did, reason=result.reason)
         else:
-            retry.append(recipient.delivery_id)
+            retry.append(did)
+            reasons[did] = result.reason
             if result.failure == FailureKind.ACCOUNT:
                 outcome.blocked_reason = result.reason
     if not retry:
         return
-    # Transient failures go back to pending until MAX_ATTEMPTS; an account block pauses the edition.
+    # Transient failures go back to pending until MAX_ATTEMPTS; after an account block they wait
+    # for the operator's resume without using up attempts.
+    attempts = delivery.attempts_of(session, retry)
     exhausted = []
     if outcome.blocked_reason is None:
-        attempts = delivery.attempts_of(session, retry)
         exhausted = [did for did in retry if attempts[did] >= MAX_ATTEMPTS]
-    last_reason = next((r.reason for r in results if not r.ok), "")
     for did in exhausted:
         outcome.failed += delivery.mark_failed(
-            session, did, reason=f"gave up after {MAX_ATTEMPTS} attempts: {last_reason}"
+            session, did, reason=f"gave up after {MAX_ATTEMPTS} attempts: {reasons[did]}"
         )
-    outcome.deferred += delivery.release(
-        session, [did for did in retry if did not in exhausted], reason=last_reason
-    )
+    again = [did for did in retry if did not in exhausted]
+    for did in again:
+        delivery.release(session, [did], reason=reasons[did])
+    if outcome.blocked_reason is None and again:
+        outcome.retry += again
+        tries = max(attempts[did] for did in again)
+        backoff_s = min(RETRY_BASE_S * 2 ** max(tries - 1, 0), RETRY_MAX_S)
+        outcome.retry_after_s = max(outcome.retry_after_s, backoff_s)
 
 
-@dataclass
-class SendSummary:
-    counts: dict[DeliveryState, int]
-    newly_uncertain: int
-    paused_reason: str | None
-
-
-ProgressFn = Callable[[dict[DeliveryState, int]], None]
-
-
-def send_edition(
-    engine: Engine,
-    edition: Edition,
-    comparison: Comparison,
-    transport: Transport,
-    settings: Settings,
-    *,
-    progress: ProgressFn | None = None,
-) -> SendSummary:
-    """Send every pending delivery of an approved edition, in-process, until none is left."""
-    assert edition.id is not None
-    mail = prepare_mail(edition, comparison.slug, settings)
+def finish_if_done(engine: Engine, edition_id: int) -> bool:
+    """Sending → sent once nothing is pending or in flight (uncertain rows await the operator)."""
     with session_scope(engine) as session:
-        uncertain = delivery.expire_leases(session, edition.id, lease_s=settings.send_lease_s)
-        delivery.set_edition_status(
-            session,
-            edition.id,
-            to=EditionStatus.SENDING,
-            only_from=[EditionStatus.APPROVED, EditionStatus.SENDING],
+        counts = delivery.counts(session, edition_id)
+        if counts[DeliveryState.PENDING] or counts[DeliveryState.SENDING]:
+            return False
+        return delivery.set_edition_status(
+            session, edition_id, to=EditionStatus.SENT, only_from=[EditionStatus.SENDING]
         )
-        delivery.add_recipients(session, edition.id)
-    failures_in_a_row = 0
-    paused_reason = None
-    while True:
-        outcome = send_one_batch(engine, mail, transport, settings)
-        if outcome is None:
-            break
-        if progress:
-            with session_scope(engine) as session:
-                progress(delivery.counts(session, edition.id))
-        if outcome.blocked_reason:
-            paused_reason = outcome.blocked_reason
-            with session_scope(engine) as session:
-                delivery.set_edition_status(
-                    session,
-                    edition.id,
-                    to=EditionStatus.PAUSED,
-                    only_from=[EditionStatus.SENDING],
-                    reason=paused_reason,
-                )
-            break
-        if outcome.deferred and not outcome.sent:
-            time.sleep(BACKOFF_S[min(failures_in_a_row, len(BACKOFF_S) - 1)])
-            failures_in_a_row += 1
-        else:
-            failures_in_a_row = 0
+
+
+def only_in_flight_left(engine: Engine, edition_id: int) -> bool:
+    """A sending edition with nothing pending but rows still claimed (`sending`)."""
     with session_scope(engine) as session:
-        final = delivery.counts(session, edition.id)
-        if (
-            paused_reason is None
-            and final[DeliveryState.PENDING] == final[DeliveryState.SENDING] == 0
-        ):
-            delivery.set_edition_status(
-                session, edition.id, to=EditionStatus.SENT, only_from=[EditionStatus.SENDING]
-            )
-    return SendSummary(counts=final, newly_uncertain=uncertain, paused_reason=paused_reason)
+        edition = session.get(Edition, edition_id)
+        if edition is None or edition.status != EditionStatus.SENDING:
+            return False
+        current = delivery.counts(session, edition_id)
+    return current[DeliveryState.PENDING] == 0 and current[DeliveryState.SENDING] > 0
+
+
+def reconcile(engine: Engine, edition_id: int, *, lease_s: int) -> int:
+    """Deliveries stuck `sending` past their lease become `uncertain`; returns how many."""
+    with session_scope(engine) as session:
+        expired = delivery.expire_leases(session, edition_id, lease_s=lease_s)
+    finish_if_done(engine, edition_id)
+    return expired

@@ -1,0 +1,77 @@
+"""The queue's actors: each takes IDs, calls one function of worker.sending, and enqueues what
+comes next. A message that runs twice or late does no harm: every step is a conditional update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ParamSpec
+
+import dramatiq
+
+from worker import runtime, sending, weekly
+from worker.broker import broker
+
+QUEUE = "verdicts"
+P = ParamSpec("P")
+
+
+def _actor(fn: Callable[P, None]) -> dramatiq.Actor[P, None]:
+    # A fresh decorator each time: one decorator object reused would name every actor alike.
+    # An actor that raises (a database blip) is retried a few times; every step is repeatable.
+    return dramatiq.actor(
+        queue_name=QUEUE, broker=broker, max_retries=5, min_backoff=1_000, max_backoff=60_000
+    )(fn)
+
+
+@_actor
+def prepare_edition(schedule_id: int, period_key: str) -> None:
+    """The week's edition for a schedule; sent at once unless it waits for approval."""
+    now = runtime.current()
+    edition_id = weekly.prepare_period(now.engine, now.settings, schedule_id, period_key)
+    if edition_id is not None:
+        start_send.send(edition_id)
+
+
+@_actor
+def start_send(edition_id: int) -> None:
+    now = runtime.current()
+    for batch in sending.start_send(now.engine, edition_id):
+        send_batch.send(edition_id, batch)
+    sending.finish_if_done(now.engine, edition_id)  # an edition with no recipients is done
+
+
+@_actor
+def send_batch(edition_id: int, delivery_ids: list[int]) -> None:
+    now = runtime.current()
+    outcome = sending.send_batch(
+        now.engine,
+        edition_id,
+        delivery_ids,
+        transport=now.transport,
+        settings=now.settings,
+        limiter=now.limiter,
+    )
+    if outcome.retry:
+        send_batch.send_with_options(
+            args=(edition_id, outcome.retry), delay=int(outcome.retry_after_s * 1000)
+        )
+    elif not sending.finish_if_done(now.engine, edition_id) and sending.only_in_flight_left(
+        now.engine, edition_id
+    ):
+        # Nothing pending, but rows another sender claimed are not recorded yet: if that sender
+        # died they turn uncertain once their lease runs out.
+        reconcile.send_with_options(args=(edition_id,), delay=_lease_ms())
+
+
+@_actor
+def reconcile(edition_id: int) -> None:
+    """While an edition sends, turn deliveries stuck past their lease into `uncertain`."""
+    now = runtime.current()
+    sending.reconcile(now.engine, edition_id, lease_s=now.settings.send_lease_s)
+    if sending.only_in_flight_left(now.engine, edition_id):
+        reconcile.send_with_options(args=(edition_id,), delay=_lease_ms())
+
+
+def _lease_ms() -> int:
+    return (runtime.current().settings.send_lease_s + 1) * 1000

@@ -1,0 +1,162 @@
+"""Operator actions on an edition: approve, pause, resume, cancel, settle uncertain deliveries.
+
+Each is one conditional status change; the caller enqueues start_send where a send must go on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+
+from worker import delivery
+from worker.db import session_scope
+from worker.errors import InputError, NotFoundError
+from worker.models import Delivery, DeliveryState, Edition, EditionStatus, Subscriber, utcnow
+
+RATE_WINDOW_S = 10
+
+
+def get(session: Session, edition_id: int) -> Edition:
+    edition = session.get(Edition, edition_id)
+    if edition is None:
+        raise NotFoundError(f"edition {edition_id} does not exist (see `newsletter editions list`)")
+    return edition
+
+
+def _change(
+    engine: Engine,
+    edition_id: int,
+    *,
+    to: EditionStatus,
+    only_from: list[EditionStatus],
+    verb: str,
+    reason: str = "",
+) -> Edition:
+    with session_scope(engine) as session:
+        edition = get(session, edition_id)
+        if not delivery.set_edition_status(
+            session, edition_id, to=to, only_from=only_from, reason=reason
+        ):
+            allowed = " or ".join(status.value for status in only_from)
+            raise InputError(
+                f"edition {edition_id} is {edition.status}: only a {allowed} edition can be {verb}"
+            )
+        session.refresh(edition)
+        return edition
+
+
+def approve(engine: Engine, edition_id: int, *, by: str) -> Edition:
+    with session_scope(engine) as session:
+        edition = get(session, edition_id)
+        if edition.status != EditionStatus.DRAFT:
+            raise InputError(f"edition {edition_id} is {edition.status}: only a draft is approved")
+        edition.status = EditionStatus.APPROVED
+        edition.approved_by = by
+        edition.approved_at = utcnow()
+        session.add(edition)
+        return edition
+
+
+def pause(engine: Engine, edition_id: int) -> Edition:
+    return _change(
+        engine,
+        edition_id,
+        to=EditionStatus.PAUSED,
+        only_from=[EditionStatus.APPROVED, EditionStatus.SENDING],
+        verb="paused",
+        reason="paused by an operator",
+    )
+
+
+def resume(engine: Engine, edition_id: int) -> Edition:
+    """Paused → approved; the caller then enqueues start_send, which hands out what is pending."""
+    return _change(
+        engine,
+        edition_id,
+        to=EditionStatus.APPROVED,
+        only_from=[EditionStatus.PAUSED],
+        verb="resumed",
+    )
+
+
+def cancel(engine: Engine, edition_id: int) -> tuple[Edition, int]:
+    """No further message leaves; pending deliveries become skipped. Returns how many."""
+    edition = _change(
+        engine,
+        edition_id,
+        to=EditionStatus.CANCELLED,
+        only_from=[
+            EditionStatus.DRAFT,
+            EditionStatus.APPROVED,
+            EditionStatus.SENDING,
+            EditionStatus.PAUSED,
+        ],
+        verb="cancelled",
+        reason="cancelled by an operator",
+    )
+    with session_scope(engine) as session:
+        skipped = delivery.skip_pending(session, edition_id, reason="edition cancelled")
+    return edition, skipped
+
+
+@dataclass(frozen=True)
+class EditionReport:
+    edition: Edition
+    counts: dict[DeliveryState, int]
+    retries: int  # sends attempted beyond the first, over all deliveries
+    rate_per_s: float  # messages recorded sent in the last RATE_WINDOW_S seconds, per second
+
+
+def report(engine: Engine, edition_id: int) -> EditionReport:
+    with session_scope(engine) as session:
+        edition = get(session, edition_id)
+        counts = delivery.counts(session, edition_id)
+        attempts = session.exec(
+            select(func.coalesce(func.sum(Delivery.attempts), 0), func.count())
+            .where(Delivery.edition_id == edition_id)
+            .where(col(Delivery.attempts) > 0)
+        ).one()
+        since = utcnow() - timedelta(seconds=RATE_WINDOW_S)
+        recent = session.exec(
+            select(func.count())
+            .where(Delivery.edition_id == edition_id)
+            .where(Delivery.state == DeliveryState.SENT)
+            .where(col(Delivery.sent_at) >= since)
+        ).one()
+    total_attempts, attempted = attempts
+    return EditionReport(
+        edition=edition,
+        counts=counts,
+        retries=int(total_attempts) - int(attempted),
+        rate_per_s=recent / RATE_WINDOW_S,
+    )
+
+
+def uncertain(engine: Engine, edition_id: int) -> list[tuple[int, str]]:
+    """(delivery id, address) of every uncertain delivery, after expiring stale leases."""
+    with session_scope(engine) as session:
+        get(session, edition_id)
+        rows = session.exec(
+            select(Delivery.id, Subscriber.email)
+            .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
+            .where(Delivery.edition_id == edition_id)
+            .where(Delivery.state == DeliveryState.UNCERTAIN)
+            .order_by(col(Delivery.id))
+        ).all()
+    return [(int(did), email) for did, email in rows if did is not None]
+
+
+def resolve_uncertain(engine: Engine, edition_id: int, *, resend: bool) -> int:
+    """Settle every uncertain delivery; a resend puts the edition back to sending."""
+    with session_scope(engine) as session:
+        edition = get(session, edition_id)
+        ids = delivery.uncertain_ids(session, edition_id)
+        moved = delivery.resolve_uncertain(session, ids, resend=resend)
+        if resend and moved and edition.status == EditionStatus.SENT:
+            delivery.set_edition_status(
+                session, edition_id, to=EditionStatus.SENDING, only_from=[EditionStatus.SENT]
+            )
+    return moved

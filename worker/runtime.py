@@ -1,0 +1,62 @@
+"""What a process sends with: settings, database engine, transport and rate limiter.
+
+Built once per process on first use (never at import). The CLI installs its own so that the
+in-process worker shares its engine; a `dramatiq` worker process builds one from the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import Engine
+
+from worker.config import Settings, get_settings
+from worker.db import ensure_schema, make_engine
+from worker.ratelimit import LocalTokenBucket, RateLimiter, RedisTokenBucket, Unlimited
+from worker.transports import make_transport
+from worker.transports.base import Transport
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    transport: Transport
+    limiter: RateLimiter
+
+
+_current: Runtime | None = None
+
+
+def make_limiter(settings: Settings, transport: Transport) -> RateLimiter:
+    """The configured cap, else the provider's own (SES reports MaxSendRate), else none."""
+    rate = settings.max_send_rate
+    if rate is None:
+        provider_rate = getattr(transport, "max_send_rate", None)
+        rate = provider_rate() if callable(provider_rate) else None
+    if rate is None:
+        return Unlimited()
+    if settings.redis_url:
+        return RedisTokenBucket(redis.Redis.from_url(settings.redis_url), rate)
+    return LocalTokenBucket(rate)
+
+
+def build(settings: Settings, engine: Engine | None = None) -> Runtime:
+    if engine is None:
+        engine = make_engine(settings)
+        ensure_schema(engine, settings)
+    transport = make_transport(settings)
+    return Runtime(settings, engine, transport, make_limiter(settings, transport))
+
+
+def install(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    global _current
+    if _current is None:
+        _current = build(get_settings())
+    return _current
