@@ -4,7 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench lint system-deps clean
+EMULATOR := tools/ses-emulator/node_modules/.package-lock.json
+
+.PHONY: install demo test bench lint system-deps ses-emulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +32,14 @@ demo: install
 system-deps:
 	@bash scripts/system-deps.sh
 
-test: install system-deps
+# The local SES v2 emulator the tests send to (npm aws-ses-v2-local, pinned by its lockfile).
+$(EMULATOR): tools/ses-emulator/package.json tools/ses-emulator/package-lock.json
+	npm ci --prefix tools/ses-emulator --no-audit --no-fund --loglevel=error
+	touch $(EMULATOR)
+
+ses-emulator: system-deps $(EMULATOR)
+
+test: install system-deps ses-emulator
 	$(BIN)/pytest
 
 bench: install
@@ -42,4 +51,4 @@ lint: install
 	$(BIN)/mypy worker emails schedules benchmarks tests
 
 clean:
-	rm -rf $(VENV) var artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var artifacts .pytest_cache .mypy_cache .ruff_cache tools/ses-emulator/node_modules

@@ -39,6 +39,14 @@ SETTING_NAMES = (
     "VAR_DIR",
     "SES_REGION",
     "SES_ENDPOINT_URL",
+    "SES_MAX_SEND_RATE",
+    "SES_CONFIGURATION_SET",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+    "SMTP_SECURITY",
+    "SMTP_TIMEOUT_S",
 )
 
 
@@ -97,6 +105,33 @@ def pg_schema() -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def ses_emulator() -> Iterator[str]:
+    """The local SES v2 emulator for the whole run (started once)."""
+    from tests.ses_emulator import running_emulator
+
+    try:
+        emulator = running_emulator()
+        url = emulator.__enter__()
+    except RuntimeError as error:
+        service_unavailable("the SES emulator", error)
+    try:
+        yield url
+    finally:
+        emulator.__exit__(None, None, None)
+
+
+@pytest.fixture
+def ses(ses_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An emptied emulator, and AWS credentials boto3 will sign with (the emulator ignores them)."""
+    from tests.ses_emulator import clear
+
+    clear(ses_emulator)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    return ses_emulator
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from worker.errors import ConfigError
 
 TransportName = Literal["outbox", "memory", "ses", "smtp"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
 
 
 class Settings(BaseSettings):
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     ses_region: str | None = Field(default=None, alias="SES_REGION")
     ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
     ses_endpoint_url: str | None = Field(default=None, alias="SES_ENDPOINT_URL")
+    smtp_host: str | None = Field(default=None, alias="SMTP_HOST")
+    smtp_port: int = Field(default=587, alias="SMTP_PORT", ge=1, le=65535)
+    smtp_username: str | None = Field(default=None, alias="SMTP_USERNAME")
+    smtp_password: str | None = Field(default=None, alias="SMTP_PASSWORD")
+    smtp_security: SmtpSecurity = Field(default="starttls", alias="SMTP_SECURITY")
+    smtp_timeout_s: float = Field(default=30, alias="SMTP_TIMEOUT_S", gt=0)
     admin_password: str | None = Field(default=None, alias="ADMIN_PASSWORD")
 
     @field_validator("timezone")

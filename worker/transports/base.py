@@ -31,6 +31,7 @@ class FailureKind(StrEnum):
     TRANSIENT = "transient"  # try again later
     PERMANENT = "permanent"  # this recipient/message will never go
     ACCOUNT = "account"  # nothing will go until an operator acts
+    UNKNOWN = "unknown"  # the provider may have taken it (no answer): record uncertain
 
 
 @dataclass(frozen=True)
