@@ -38,7 +38,8 @@ def start_send(edition_id: int) -> None:
     now = runtime.current()
     for batch in sending.start_send(now.engine, edition_id):
         send_batch.send(edition_id, batch)
-    sending.finish_if_done(now.engine, edition_id)  # an edition with no recipients is done
+    if not sending.finish_if_done(now.engine, edition_id) and now.watchdog:
+        reconcile.send_with_options(args=(edition_id,), delay=_lease_ms())
 
 
 @_actor
@@ -56,20 +57,25 @@ def send_batch(edition_id: int, delivery_ids: list[int]) -> None:
         send_batch.send_with_options(
             args=(edition_id, outcome.retry), delay=int(outcome.retry_after_s * 1000)
         )
-    elif not sending.finish_if_done(now.engine, edition_id) and sending.only_in_flight_left(
-        now.engine, edition_id
-    ):
-        # Nothing pending, but rows another sender claimed are not recorded yet: if that sender
-        # died they turn uncertain once their lease runs out.
-        reconcile.send_with_options(args=(edition_id,), delay=_lease_ms())
+    else:
+        sending.finish_if_done(now.engine, edition_id)
 
 
 @_actor
 def reconcile(edition_id: int) -> None:
-    """While an edition sends, turn deliveries stuck past their lease into `uncertain`."""
+    """The watchdog of a send spread over worker processes, every lease while it lasts.
+
+    Deliveries stuck `sending` past their lease (their worker died) become `uncertain`. Pending
+    deliveries that nobody claimed for a whole lease belong to messages lost with a dead worker:
+    they are handed out again (a duplicate message claims nothing).
+    """
     now = runtime.current()
-    sending.reconcile(now.engine, edition_id, lease_s=now.settings.send_lease_s)
-    if sending.only_in_flight_left(now.engine, edition_id):
+    lease_s = now.settings.send_lease_s
+    sending.reconcile(now.engine, edition_id, lease_s=lease_s)
+    if sending.stalled(now.engine, edition_id, lease_s=lease_s):
+        for batch in sending.start_send(now.engine, edition_id):
+            send_batch.send(edition_id, batch)
+    if sending.is_sending(now.engine, edition_id):
         reconcile.send_with_options(args=(edition_id,), delay=_lease_ms())
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from worker import delivery
@@ -42,21 +42,26 @@ def _change(
         ):
             allowed = " or ".join(status.value for status in only_from)
             raise InputError(
-                f"edition {edition_id} is {edition.status}: only a {allowed} edition can be {verb}"
+                f"edition {edition_id} is {edition.status}: it can be {verb} only when {allowed}"
             )
         session.refresh(edition)
         return edition
 
 
 def approve(engine: Engine, edition_id: int, *, by: str) -> Edition:
+    """Draft → approved, recording who and when, in one conditional UPDATE (a racing cancel wins
+    or loses cleanly)."""
     with session_scope(engine) as session:
         edition = get(session, edition_id)
-        if edition.status != EditionStatus.DRAFT:
+        statement = (
+            update(Edition)
+            .where(col(Edition.id) == edition_id)
+            .where(col(Edition.status) == EditionStatus.DRAFT)
+            .values(status=EditionStatus.APPROVED, approved_by=by, approved_at=utcnow())
+        )
+        if not session.execute(statement).rowcount:  # type: ignore[attr-defined]
             raise InputError(f"edition {edition_id} is {edition.status}: only a draft is approved")
-        edition.status = EditionStatus.APPROVED
-        edition.approved_by = by
-        edition.approved_at = utcnow()
-        session.add(edition)
+        session.refresh(edition)
         return edition
 
 
@@ -153,6 +158,8 @@ def resolve_uncertain(engine: Engine, edition_id: int, *, resend: bool) -> int:
     """Settle every uncertain delivery; a resend puts the edition back to sending."""
     with session_scope(engine) as session:
         edition = get(session, edition_id)
+        if resend and edition.status == EditionStatus.CANCELLED:
+            raise InputError(f"edition {edition_id} is cancelled: its deliveries are not resent")
         ids = delivery.uncertain_ids(session, edition_id)
         moved = delivery.resolve_uncertain(session, ids, resend=resend)
         if resend and moved and edition.status == EditionStatus.SENT:

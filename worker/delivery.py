@@ -179,6 +179,10 @@ def mark_failed(session: Session, delivery_id: int, *, reason: str) -> int:
     return _move(session, [delivery_id], to=DeliveryState.FAILED, last_error=reason[:2000])
 
 
+def mark_uncertain(session: Session, delivery_id: int, *, reason: str) -> int:
+    return _move(session, [delivery_id], to=DeliveryState.UNCERTAIN, last_error=reason[:2000])
+
+
 def mark_skipped(session: Session, delivery_ids: Sequence[int], *, reason: str) -> int:
     return _move(session, delivery_ids, to=DeliveryState.SKIPPED, last_error=reason)
 
@@ -225,6 +229,27 @@ def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, int]
         sa_select(Delivery.id, Delivery.attempts).where(col(Delivery.id).in_(delivery_ids))  # type: ignore[call-overload]
     )
     return {delivery_id: attempts for delivery_id, attempts in rows}
+
+
+def renew(session: Session, delivery_ids: Sequence[int], *, now: datetime | None = None) -> int:
+    """Extend the lease of rows a live sender still holds, so only a dead sender's expire."""
+    if not delivery_ids:
+        return 0
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id).in_(list(delivery_ids)))
+        .where(col(Delivery.state) == DeliveryState.SENDING)
+        .values(claimed_at=now or utcnow())
+    )
+    return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+
+
+def last_claim(session: Session, edition_id: int) -> datetime | None:
+    # max() keeps the column's type, so the value comes back as an aware UTC datetime.
+    latest = func.max(col(Delivery.claimed_at))
+    statement = sa_select(latest).where(col(Delivery.edition_id) == edition_id)
+    value: datetime | None = session.execute(statement).scalar()
+    return value
 
 
 def expire_leases(

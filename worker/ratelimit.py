@@ -7,6 +7,7 @@ rate saved up.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,10 +25,19 @@ class RateLimiter(Protocol):
 
 
 def _bucket_shape(rate_per_s: float) -> tuple[float, float]:
+    """(refill per second, capacity) such that no one-second window grants more than the rate.
+
+    A window grants at most floor(capacity + refill). Below 20/s the burst cannot be 5% of the
+    rate (a send needs a whole token), so the refill stays under floor(rate) instead.
+    """
     if rate_per_s <= 0:
         raise ValueError(f"send rate must be positive, got {rate_per_s}")
     refill_per_s = rate_per_s * REFILL_SHARE
-    capacity = max(1.0, rate_per_s - refill_per_s)
+    capacity = rate_per_s - refill_per_s
+    if capacity < 1:
+        capacity = 1.0
+        if rate_per_s >= 1:
+            refill_per_s = min(refill_per_s, math.floor(rate_per_s) - (1 - REFILL_SHARE))
     return refill_per_s, capacity
 
 

@@ -24,6 +24,9 @@ class Runtime:
     engine: Engine
     transport: Transport
     limiter: RateLimiter
+    # Workers in other processes can die holding messages: a reconcile loop watches each send.
+    # In-process (no Redis) the one sender settles leftovers itself before it starts.
+    watchdog: bool = False
 
 
 _current: Runtime | None = None
@@ -47,7 +50,8 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
         engine = make_engine(settings)
         ensure_schema(engine, settings)
     transport = make_transport(settings)
-    return Runtime(settings, engine, transport, make_limiter(settings, transport))
+    limiter = make_limiter(settings, transport)
+    return Runtime(settings, engine, transport, limiter, watchdog=bool(settings.redis_url))
 
 
 def install(runtime: Runtime | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import quote
 
 from sqlalchemy import Engine
@@ -19,7 +20,7 @@ from emails.placeholders import Template
 from worker import delivery, tracking
 from worker.config import Settings
 from worker.db import session_scope
-from worker.models import Comparison, DeliveryState, Edition, EditionStatus
+from worker.models import Comparison, DeliveryState, Edition, EditionStatus, utcnow
 from worker.ratelimit import RateLimiter
 from worker.transports.base import FailureKind, OutgoingMessage, SendResult, Transport
 from worker.transports.mime import EncodedBodies, EncodedTemplate
@@ -29,6 +30,9 @@ MAX_ATTEMPTS = 20  # throttling is normal at full speed: only a long run of fail
 RETRY_BASE_S = 0.5
 RETRY_MAX_S = 30.0
 STATUS_CHECK_S = 0.5
+# Messages handed to the transport per call: small, so a batch renews its lease (and sees a
+# pause) between calls even when each provider call is slow.
+CHUNK_SIZE = 10
 
 
 @dataclass(frozen=True)
@@ -188,19 +192,22 @@ def send_batch(
         )
     waiting = [c for c in claimed if c.active]
     signing_key = settings.signing_key()
-    checked_at = time.monotonic()
+    checked_at = renewed_at = time.monotonic()
     while waiting:
         if time.monotonic() - checked_at >= STATUS_CHECK_S:
             checked_at = time.monotonic()
             if _edition_status(engine, edition_id) != EditionStatus.SENDING:
                 outcome.stopped = True
                 break
-        chunk = waiting[: limiter.acquire(len(waiting))]
+        chunk = waiting[: limiter.acquire(min(len(waiting), CHUNK_SIZE))]
         waiting = waiting[len(chunk) :]
         messages = [personalise(mail, c, settings, signing_key) for c in chunk]
         results = transport.send(messages)
         with session_scope(engine) as session:
             _record(session, chunk, results, outcome)
+            if waiting and time.monotonic() - renewed_at >= settings.send_lease_s / 3:
+                renewed_at = time.monotonic()
+                delivery.renew(session, [c.delivery_id for c in waiting])
             if outcome.blocked_reason is not None:
                 delivery.set_edition_status(
                     session,
@@ -234,6 +241,8 @@ def _record(
             outcome.sent += delivery.mark_sent(session, did, provider_id=result.provider_id)
         elif result.failure == FailureKind.PERMANENT:
             outcome.failed += delivery.mark_failed(session, did, reason=result.reason)
+        elif result.failure == FailureKind.UNKNOWN:
+            delivery.mark_uncertain(session, did, reason=result.reason)
         else:
             retry.append(did)
             reasons[did] = result.reason
@@ -272,14 +281,20 @@ def finish_if_done(engine: Engine, edition_id: int) -> bool:
         )
 
 
-def only_in_flight_left(engine: Engine, edition_id: int) -> bool:
-    """A sending edition with nothing pending but rows still claimed (`sending`)."""
+def is_sending(engine: Engine, edition_id: int) -> bool:
+    return _edition_status(engine, edition_id) == EditionStatus.SENDING
+
+
+def stalled(engine: Engine, edition_id: int, *, lease_s: int) -> bool:
+    """A sending edition with pending deliveries and no claim for a whole lease."""
     with session_scope(engine) as session:
         edition = session.get(Edition, edition_id)
         if edition is None or edition.status != EditionStatus.SENDING:
             return False
-        current = delivery.counts(session, edition_id)
-    return current[DeliveryState.PENDING] == 0 and current[DeliveryState.SENDING] > 0
+        if not delivery.counts(session, edition_id)[DeliveryState.PENDING]:
+            return False
+        last = delivery.last_claim(session, edition_id) or edition.started_at
+    return last is None or last < utcnow() - timedelta(seconds=lease_s)
 
 
 def reconcile(engine: Engine, edition_id: int, *, lease_s: int) -> int:

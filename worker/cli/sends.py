@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import sys
 from typing import Any
 
 import typer
@@ -243,9 +244,9 @@ def deliveries_uncertain(
     with opened() as (settings, engine):
         if not (resend or mark_sent):
             rows = control.uncertain(engine, edition_id)
-            for delivery_id, email in rows:
-                out.print(f"{delivery_id}\t{email}")
-            out.print(f"{len(rows)} uncertain deliveries")
+            # Plain tab-separated lines for scripts (Rich would expand the tabs).
+            sys.stdout.write("".join(f"{delivery_id}\t{email}\n" for delivery_id, email in rows))
+            err.print(f"{len(rows)} uncertain deliveries")
             return
         moved = control.resolve_uncertain(engine, edition_id, resend=resend)
         out.print(f"{moved} deliveries {'queued again' if resend else 'marked sent'}")
