@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 EMULATOR := tools/ses-emulator/node_modules/.package-lock.json
 
-.PHONY: install demo test bench lint system-deps ses-emulator clean
+.PHONY: install demo test bench bench-queue lint system-deps ses-emulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: install system-deps ses-emulator
 
 bench: install
 	$(BIN)/python benchmarks/render_and_build.py
+
+# Needs PostgreSQL and Redis (as for the tests) and the SES emulator.
+bench-queue: install ses-emulator
+	$(BIN)/python benchmarks/queue_bench.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import email
+import email.policy
 import json
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,13 @@ from worker.config import Settings
 from worker.models import DeliveryState
 from worker.ratelimit import RateLimiter, Unlimited
 from worker.transports.base import Transport
+
+
+def parse(data: bytes) -> EmailMessage:
+    """A whole RFC 5322 message parsed the modern way (raises if it is not one)."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
 
 
 def example_payload() -> dict[str, Any]:

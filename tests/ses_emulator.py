@@ -102,6 +102,7 @@ class Faults:
     seed: int = 7
     calls: int = 0
     injected: int = 0
+    call_times: list[float] = field(default_factory=list)  # time.monotonic() of each SendEmail
 
 
 class FaultProxy:
@@ -157,6 +158,7 @@ class FaultProxy:
         faults = self.faults
         with self._lock:
             faults.calls += 1
+            faults.call_times.append(time.monotonic())
             roll = self._random.random()
         fault: tuple[int, str, str] | None = None
         if faults.silent_s:  # never forwarded: the caller gives up before any answer

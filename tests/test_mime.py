@@ -7,8 +7,6 @@ exactly the subject, names and bodies it was given, and must never let a value s
 from __future__ import annotations
 
 import binascii
-import email
-import email.policy
 import json
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
@@ -22,7 +20,7 @@ from bs4 import BeautifulSoup
 
 from emails import placeholders
 from emails.render import render_weekly
-from tests.helpers import example_payload
+from tests.helpers import example_payload, parse
 from worker import comparisons, delivery, tracking
 from worker.config import Settings
 from worker.editions import footer_of
@@ -56,12 +54,6 @@ def outgoing(**changes: Any) -> OutgoingMessage:
     }
     fields.update(changes)
     return OutgoingMessage(**fields)
-
-
-def parse(data: bytes) -> EmailMessage:
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def raw_header_lines(data: bytes, name: str) -> list[bytes]:

@@ -6,8 +6,6 @@ relay sees: the exact message bytes, one connection a batch, and which refusals 
 
 from __future__ import annotations
 
-import email
-import email.policy
 import shutil
 import socket
 import ssl
@@ -23,6 +21,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.helpers import parse
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.transports import make_transport
@@ -55,12 +54,6 @@ def outgoing(to_address: str, **changes: Any) -> OutgoingMessage:
     }
     fields.update(changes)
     return OutgoingMessage(**fields)
-
-
-def parse(data: bytes) -> EmailMessage:
-    message = email.message_from_bytes(data, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def without_date(data: bytes) -> bytes:
@@ -486,30 +479,12 @@ def test_no_credentials_where_auth_is_required_blocks_the_account(
 # Settings
 
 
-SMTP_SETTINGS = (
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USERNAME",
-    "SMTP_PASSWORD",
-    "SMTP_SECURITY",
-    "SMTP_TIMEOUT_S",
-)
-
-
-@pytest.fixture
-def no_smtp_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in SMTP_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.mark.usefixtures("no_smtp_env")
 def test_smtp_transport_without_smtp_host_is_a_config_error() -> None:
     settings = Settings(_env_file=None, NEWSLETTER_TRANSPORT="smtp")
     with pytest.raises(ConfigError, match="SMTP_HOST"):
         make_transport(settings)
 
 
-@pytest.mark.usefixtures("no_smtp_env")
 def test_smtp_transport_defaults_to_port_587_with_starttls(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
