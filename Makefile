@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 EMULATOR := tools/ses-emulator/node_modules/.package-lock.json
 
-.PHONY: install demo test bench bench-queue lint system-deps ses-emulator clean
+.PHONY: install demo test bench lint system-deps ses-emulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +42,10 @@ ses-emulator: system-deps $(EMULATOR)
 test: install system-deps ses-emulator
 	$(BIN)/pytest
 
-bench: install
+# The render figures need nothing; the queue figures need PostgreSQL and Redis (as the tests do)
+# and start the SES emulator and two worker processes themselves.
+bench: install ses-emulator
 	$(BIN)/python benchmarks/render_and_build.py
-
-# Needs PostgreSQL and Redis (as for the tests) and the SES emulator.
-bench-queue: install ses-emulator
 	$(BIN)/python benchmarks/queue_bench.py
 
 lint: install

@@ -25,8 +25,8 @@ sys.path.insert(0, str(REPO))
 POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 SUBSCRIBERS = int(os.environ.get("BENCH_SUBSCRIBERS", "100000"))
-RATE_PER_S = float(os.environ.get("BENCH_RATE", "200"))
-RATE_MESSAGES = int(os.environ.get("BENCH_RATE_MESSAGES", "3000"))
+RATE_PER_S = float(os.environ.get("BENCH_RATE", "100"))  # the emulator tops out near 160/s
+RATE_MESSAGES = int(os.environ.get("BENCH_RATE_MESSAGES", "2000"))
 EXAMPLE = REPO / "examples" / "claude-4-api-vs-code-llama-4.json"
 
 
@@ -65,8 +65,13 @@ def seed(settings_env: dict[str, str], subscribers: int) -> None:
         comparisons.store(session, comparisons.parse_document(EXAMPLE.read_bytes(), source="x"))
     now = utcnow()
     rows = [
-        {"email": f"r{i}@example.com", "name": "", "status": SubscriberStatus.ACTIVE,
-         "source": "bench", "created_at": now}
+        {
+            "email": f"r{i}@example.com",
+            "name": "",
+            "status": SubscriberStatus.ACTIVE,
+            "source": "bench",
+            "created_at": now,
+        }
         for i in range(subscribers)
     ]
     with engine.begin() as connection:
@@ -107,6 +112,11 @@ def bench_enqueue() -> None:
         drop_schema(schema)
 
 
+def rate_between(times: list[float], first: int, last: int) -> float:
+    span_s = times[last] - times[first]
+    return (last - first) / span_s if span_s > 0 else 0.0
+
+
 def bench_rate() -> None:
     from tests.ses_emulator import FaultProxy, Faults, running_emulator
 
@@ -134,25 +144,40 @@ def bench_rate() -> None:
             for _ in range(2):
                 workers.append(
                     subprocess.Popen(
-                        [str(bin_dir / "dramatiq"), "worker.actors", "--processes", "1",
-                         "--threads", "8"],
-                        env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        [
+                            str(bin_dir / "dramatiq"),
+                            "worker.actors",
+                            "--processes",
+                            "1",
+                            "--threads",
+                            "4",
+                        ],
+                        env=env,
+                        cwd=folder,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
                     )
                 )
             sent = subprocess.run(
                 [str(bin_dir / "newsletter"), "send-weekly", "--week", "2026-W47", "--wait"],
-                env=env, cwd=folder, capture_output=True, text=True, timeout=900,
+                env=env,
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=900,
             )
             if sent.returncode != 0:
                 raise SystemExit(f"send failed: {sent.stderr}")
             times = sorted(proxy.faults.call_times)
-        span_s = times[-1] - times[0]
-        achieved = (len(times) - 1) / span_s if span_s > 0 else 0.0
+        overall = rate_between(times, 0, len(times) - 1)
+        # Steady state: the middle 90% of the calls, without worker start-up and the last batch.
+        steady = rate_between(times, len(times) // 20, len(times) - 1 - len(times) // 20)
         busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
         print(
             f"(b) {len(times):,} messages by 2 worker processes against SES_MAX_SEND_RATE="
-            f"{RATE_PER_S:g}/s: achieved {achieved:.1f}/s = {achieved / RATE_PER_S:.2f} of the "
-            f"limit (target ≥ 0.9); busiest one-second window {busiest} (limit {RATE_PER_S:g})"
+            f"{RATE_PER_S:g}/s: held {steady:.1f}/s = {steady / RATE_PER_S:.2f} of the limit "
+            f"(target ≥ 0.9; {overall / RATE_PER_S:.2f} first call to last); "
+            f"busiest one-second window {busiest} (limit {RATE_PER_S:g})"
         )
     finally:
         for worker in workers:

@@ -1,8 +1,10 @@
-"""Send-rate limits: a token bucket, in-process or shared by every worker through Redis.
+"""Send-rate limits, in-process or shared by every worker through Redis.
 
-The bucket refills at 95% of the allowed rate and holds at most the other 5% as a burst, so in
-any one-second window at most `rate_per_s` sends can start: 0.95 · rate refilled plus 0.05 ·
-rate saved up.
+Senders book send slots spaced 1/(0.95 · rate) apart and wait for their slot, one message per
+slot, right before each provider call (a token bucket holding a single token, with no refill
+lost while senders sleep). A one-second window then starts at most 1 + 0.95 · rate sends, and
+the 5% margin also absorbs the jitter between the slot and the provider receiving the call
+(about 47 ms at 200/s), so the provider never sees the rate exceeded.
 """
 
 from __future__ import annotations
@@ -27,18 +29,15 @@ class RateLimiter(Protocol):
 def _bucket_shape(rate_per_s: float) -> tuple[float, float]:
     """(refill per second, capacity) such that no one-second window grants more than the rate.
 
-    A window grants at most floor(capacity + refill). Below 20/s the burst cannot be 5% of the
-    rate (a send needs a whole token), so the refill stays under floor(rate) instead.
+    A window grants at most floor(capacity + refill) with capacity one token; at low or
+    fractional rates the refill also stays under floor(rate), since a send needs a whole token.
     """
     if rate_per_s <= 0:
         raise ValueError(f"send rate must be positive, got {rate_per_s}")
     refill_per_s = rate_per_s * REFILL_SHARE
-    capacity = rate_per_s - refill_per_s
-    if capacity < 1:
-        capacity = 1.0
-        if rate_per_s >= 1:
-            refill_per_s = min(refill_per_s, math.floor(rate_per_s) - (1 - REFILL_SHARE))
-    return refill_per_s, capacity
+    if rate_per_s >= 1:
+        refill_per_s = min(refill_per_s, math.floor(rate_per_s) - (1 - REFILL_SHARE))
+    return refill_per_s, 1.0
 
 
 class Unlimited:
@@ -47,7 +46,11 @@ class Unlimited:
 
 
 class LocalTokenBucket:
-    """For one process (the embedded setup): threads of that process share it."""
+    """For one process (the embedded setup): threads of that process share it.
+
+    Each acquire books the next free send slot (slots are 1/refill apart; an idle bucket's next
+    slot is now) and sleeps until it, so no refill is lost while waiting senders sleep.
+    """
 
     def __init__(
         self,
@@ -59,53 +62,34 @@ class LocalTokenBucket:
         self.refill_per_s, self.capacity = _bucket_shape(rate_per_s)
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self.capacity
-        self._updated = clock()
+        self._next_slot = clock()
         self._lock = threading.Lock()
 
     def acquire(self, wanted: int) -> int:
-        while True:
-            with self._lock:
-                now = self._clock()
-                elapsed = now - self._updated
-                self._tokens = min(self.capacity, self._tokens + elapsed * self.refill_per_s)
-                self._updated = now
-                granted = min(wanted, int(self._tokens))
-                if granted >= 1:
-                    self._tokens -= granted
-                    return granted
-                wait_s = (1 - self._tokens) / self.refill_per_s
-            self._sleep(wait_s)
+        with self._lock:
+            now = self._clock()
+            slot = max(self._next_slot, now)
+            self._next_slot = slot + 1 / self.refill_per_s
+        if slot > now:
+            self._sleep(slot - now)
+        return 1
 
 
-# Atomically refill and take up to ARGV[4] tokens; returns {granted, milliseconds to wait}.
-_TAKE = """
-local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens'))
-local updated = tonumber(redis.call('HGET', KEYS[1], 'updated_us'))
-local refill = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
+# Atomically book the next send slot; returns the microseconds to wait until it.
+_BOOK = """
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-if tokens == nil then
-  tokens = capacity
-  updated = now_us
+local slot = tonumber(redis.call('GET', KEYS[1]))
+if slot == nil or slot < now_us then
+  slot = now_us
 end
-tokens = math.min(capacity, tokens + (now_us - updated) / 1000000 * refill)
-local granted = math.min(tonumber(ARGV[4]), math.floor(tokens))
-if granted >= 1 then
-  tokens = tokens - granted
-end
-redis.call('HSET', KEYS[1], 'tokens', tokens, 'updated_us', now_us)
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-if granted >= 1 then
-  return {granted, 0}
-end
-return {0, math.ceil((1 - tokens) / refill * 1000)}
+redis.call('SET', KEYS[1], slot + tonumber(ARGV[1]), 'PX', tonumber(ARGV[2]))
+return slot - now_us
 """
 
 
 class RedisTokenBucket:
-    """One bucket in Redis shared by every worker process on every host."""
+    """One schedule of send slots in Redis, shared by every worker process on every host."""
 
     def __init__(
         self,
@@ -119,13 +103,11 @@ class RedisTokenBucket:
         self._client = client
         self._key = key
         self._sleep = sleep
-        self._take = client.register_script(_TAKE)
+        self._interval_us = 1_000_000 / self.refill_per_s
+        self._book = client.register_script(_BOOK)
 
     def acquire(self, wanted: int) -> int:
-        while True:
-            granted, wait_ms = self._take(
-                keys=[self._key], args=[self.refill_per_s, self.capacity, 60_000, wanted]
-            )
-            if int(granted) >= 1:
-                return int(granted)
-            self._sleep(int(wait_ms) / 1000)
+        wait_us = int(self._book(keys=[self._key], args=[self._interval_us, 60_000]))
+        if wait_us > 0:
+            self._sleep(wait_us / 1_000_000)
+        return 1
