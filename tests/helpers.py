@@ -62,7 +62,9 @@ def send_week(
     result = weekly.prepare_week(engine, settings, week=week, dry_run=dry_run)
     if result.outcome == weekly.Outcome.READY:
         assert result.edition is not None and result.edition.id is not None
-        runner.send_in_process(engine, result.edition.id, progress=None)
+        runner.send_in_process(
+            engine, result.edition.id, lease_s=settings.send_lease_s, progress=None
+        )
     return result
 
 

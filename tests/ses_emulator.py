@@ -77,6 +77,8 @@ def running_emulator() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
 
 
 def clear(url: str) -> None:

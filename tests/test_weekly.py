@@ -117,7 +117,7 @@ def test_an_account_block_pauses_the_edition_and_resume_sends_the_rest_once(
     assert edition_counts(engine)[DeliveryState.PENDING] >= 1  # handed back, not lost
     assert send_week(engine, settings, transport).outcome == Outcome.PAUSED  # stays paused
     control.resume(engine, edition.id or 0)
-    runner.send_in_process(engine, edition.id or 0, progress=None)
+    runner.send_in_process(engine, edition.id or 0, lease_s=settings.send_lease_s, progress=None)
     assert sorted(m.to_address for m in transport.sent) == sorted(READERS)
     assert _edition(engine).status == EditionStatus.SENT
 
@@ -130,7 +130,7 @@ def test_unsubscribed_mid_send_is_skipped(engine: Engine, settings: Settings) ->
     with db.session_scope(engine) as session:
         subscribers.unsubscribe(session, "grace@example.com")
     control.resume(engine, 1)
-    runner.send_in_process(engine, 1, progress=None)
+    runner.send_in_process(engine, 1, lease_s=settings.send_lease_s, progress=None)
     assert sorted(m.to_address for m in transport.sent) == ["ada@example.com", "linus@example.com"]
     counts = edition_counts(engine)
     assert counts[DeliveryState.SKIPPED] == 1 and counts[DeliveryState.SENT] == 2
@@ -185,7 +185,7 @@ def test_cancel_skips_what_was_not_sent(engine: Engine, settings: Settings) -> N
         settings=settings,
         limiter=Unlimited(),
     )
-    _, skipped = control.cancel(engine, prepared.edition.id)
+    _, skipped = control.cancel(engine, prepared.edition.id, lease_s=settings.send_lease_s)
     assert skipped == 10
     assert send_week(engine, settings, transport).outcome == Outcome.CANCELLED
     counts = edition_counts(engine)
@@ -237,10 +237,12 @@ def test_a_delivery_left_sending_by_a_crash_becomes_uncertain_and_is_not_resent(
     assert counts[DeliveryState.UNCERTAIN] == 1 and counts[DeliveryState.SENT] == 2
     assert crashed.email not in [m.to_address for m in transport.sent]
     assert _edition(engine).status == EditionStatus.SENT
-    assert control.uncertain(engine, edition_id) == [(crashed.delivery_id, crashed.email)]
+    assert control.uncertain(engine, edition_id, lease_s=settings.send_lease_s) == [
+        (crashed.delivery_id, crashed.email)
+    ]
     # The operator decides to resend: exactly that one message goes, once.
     assert control.resolve_uncertain(engine, edition_id, resend=True) == 1
-    runner.send_in_process(engine, edition_id, progress=None)
+    runner.send_in_process(engine, edition_id, lease_s=settings.send_lease_s, progress=None)
     assert [m.to_address for m in transport.sent].count(crashed.email) == 1
     assert edition_counts(engine)[DeliveryState.SENT] == 3
 
@@ -306,5 +308,5 @@ def test_a_draft_waits_for_approval_then_sends(engine: Engine, settings: Setting
     assert transport.sent == []
     edition = control.approve(engine, 1, by="editor@example.org")
     assert edition.approved_by == "editor@example.org" and edition.approved_at is not None
-    runner.send_in_process(engine, 1, progress=None)
+    runner.send_in_process(engine, 1, lease_s=settings.send_lease_s, progress=None)
     assert len(transport.sent) == 3

@@ -19,8 +19,15 @@ P = ParamSpec("P")
 def _actor(fn: Callable[P, None]) -> dramatiq.Actor[P, None]:
     # A fresh decorator each time: one decorator object reused would name every actor alike.
     # An actor that raises (a database blip) is retried a few times; every step is repeatable.
+    # A batch under a low send rate can take long: allow an hour (the default is ten minutes);
+    # if the limit still strikes, send_batch hands back what it did not send.
     return dramatiq.actor(
-        queue_name=QUEUE, broker=broker, max_retries=5, min_backoff=1_000, max_backoff=60_000
+        queue_name=QUEUE,
+        broker=broker,
+        max_retries=5,
+        min_backoff=1_000,
+        max_backoff=60_000,
+        time_limit=3_600_000,
     )(fn)
 
 

@@ -87,24 +87,29 @@ def resume(engine: Engine, edition_id: int) -> Edition:
     )
 
 
-def cancel(engine: Engine, edition_id: int) -> tuple[Edition, int]:
-    """No further message leaves; pending deliveries become skipped. Returns how many."""
-    edition = _change(
-        engine,
-        edition_id,
-        to=EditionStatus.CANCELLED,
-        only_from=[
-            EditionStatus.DRAFT,
-            EditionStatus.APPROVED,
-            EditionStatus.SENDING,
-            EditionStatus.PAUSED,
-        ],
-        verb="cancelled",
-        reason="cancelled by an operator",
-    )
+def cancel(engine: Engine, edition_id: int, *, lease_s: int) -> tuple[Edition, int]:
+    """No further message leaves; pending deliveries become skipped. Returns how many.
+
+    One transaction under the edition's lock, and safe to repeat: cancelling a cancelled edition
+    skips whatever a stopping batch handed back since.
+    """
     with session_scope(engine) as session:
+        edition = get(session, edition_id)
+        status = delivery.lock_edition(session, edition_id)
+        if status == EditionStatus.SENT:
+            raise InputError(f"edition {edition_id} is sent: there is nothing left to cancel")
+        if status != EditionStatus.CANCELLED:
+            delivery.set_edition_status(
+                session,
+                edition_id,
+                to=EditionStatus.CANCELLED,
+                only_from=[status] if status else [],
+                reason="cancelled by an operator",
+            )
+        delivery.expire_leases(session, edition_id, lease_s=lease_s)
         skipped = delivery.skip_pending(session, edition_id, reason="edition cancelled")
-    return edition, skipped
+        session.refresh(edition)
+        return edition, skipped
 
 
 @dataclass(frozen=True)
@@ -140,10 +145,11 @@ def report(engine: Engine, edition_id: int) -> EditionReport:
     )
 
 
-def uncertain(engine: Engine, edition_id: int) -> list[tuple[int, str]]:
+def uncertain(engine: Engine, edition_id: int, *, lease_s: int) -> list[tuple[int, str]]:
     """(delivery id, address) of every uncertain delivery, after expiring stale leases."""
     with session_scope(engine) as session:
         get(session, edition_id)
+        delivery.expire_leases(session, edition_id, lease_s=lease_s)
         rows = session.exec(
             select(Delivery.id, Subscriber.email)
             .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
@@ -157,12 +163,13 @@ def uncertain(engine: Engine, edition_id: int) -> list[tuple[int, str]]:
 def resolve_uncertain(engine: Engine, edition_id: int, *, resend: bool) -> int:
     """Settle every uncertain delivery; a resend puts the edition back to sending."""
     with session_scope(engine) as session:
-        edition = get(session, edition_id)
-        if resend and edition.status == EditionStatus.CANCELLED:
+        get(session, edition_id)
+        status = delivery.lock_edition(session, edition_id)  # no finish in between
+        if resend and status == EditionStatus.CANCELLED:
             raise InputError(f"edition {edition_id} is cancelled: its deliveries are not resent")
         ids = delivery.uncertain_ids(session, edition_id)
         moved = delivery.resolve_uncertain(session, ids, resend=resend)
-        if resend and moved and edition.status == EditionStatus.SENT:
+        if resend and moved and status == EditionStatus.SENT:
             delivery.set_edition_status(
                 session, edition_id, to=EditionStatus.SENDING, only_from=[EditionStatus.SENT]
             )

@@ -275,6 +275,34 @@ def counts(connection: Session | Connection, edition_id: int) -> dict[DeliverySt
     return {state: found.get(state, 0) for state in DeliveryState}
 
 
+def lock_edition(session: Session, edition_id: int) -> EditionStatus | None:
+    """Take the edition's write lock for the rest of the transaction; return its status.
+
+    A no-op UPDATE locks the row on PostgreSQL and takes SQLite's write lock, so everything that
+    decides from delivery counts (finish, cancel, release, resend) runs one at a time per edition,
+    and reads after the lock see all that was committed before it was granted.
+    """
+    statement = (
+        update(Edition)
+        .where(col(Edition.id) == edition_id)
+        .values(status=col(Edition.status))
+        .returning(col(Edition.status))
+    )
+    status = session.execute(statement).scalar()
+    return EditionStatus(status) if status is not None else None
+
+
+def release_or_skip(
+    session: Session, edition_id: int, delivery_ids: Sequence[int], *, reason: str
+) -> int:
+    """Hand claimed rows back: pending, or skipped when the edition was cancelled meanwhile."""
+    if not delivery_ids:
+        return 0
+    if lock_edition(session, edition_id) == EditionStatus.CANCELLED:
+        return mark_skipped(session, delivery_ids, reason="edition cancelled")
+    return release(session, delivery_ids, reason=reason)
+
+
 def set_edition_status(
     session: Session,
     edition_id: int,

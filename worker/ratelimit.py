@@ -83,7 +83,8 @@ local slot = tonumber(redis.call('GET', KEYS[1]))
 if slot == nil or slot < now_us then
   slot = now_us
 end
-redis.call('SET', KEYS[1], slot + tonumber(ARGV[1]), 'PX', tonumber(ARGV[2]))
+local keep_ms = math.max(tonumber(ARGV[2]), math.ceil((slot - now_us) / 1000) + 1000)
+redis.call('SET', KEYS[1], slot + tonumber(ARGV[1]), 'PX', keep_ms)
 return slot - now_us
 """
 

@@ -43,15 +43,17 @@ def enqueue(edition_id: int) -> None:
     start_send.send(edition_id)
 
 
-def send_in_process(engine: Engine, edition_id: int, *, progress: ProgressFn | None) -> None:
+def send_in_process(
+    engine: Engine, edition_id: int, *, lease_s: int, progress: ProgressFn | None
+) -> None:
     """Run start_send and everything it enqueues on one worker thread until none is left."""
     from worker.actors import QUEUE
     from worker.broker import broker
 
     assert isinstance(broker, StubBroker)
-    # On the embedded setup this process is the only sender: a row still `sending` was left by
-    # one that died, so it is uncertain now rather than after a lease nobody is waiting on.
-    sending.reconcile(engine, edition_id, lease_s=0)
+    # Rows a dead sender left `sending` are settled once their lease has run out. Another live
+    # process (a second CLI) renews its rows, so they are not taken from it.
+    sending.reconcile(engine, edition_id, lease_s=lease_s)
     enqueue(edition_id)
     worker = Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()

@@ -30,14 +30,19 @@ class Runtime:
 
 
 _current: Runtime | None = None
+FALLBACK_RATE_PER_S = 1.0
 
 
 def make_limiter(settings: Settings, transport: Transport) -> RateLimiter:
-    """The configured cap, else the provider's own (SES reports MaxSendRate), else none."""
+    """The configured cap, else the provider's own (SES reports MaxSendRate), else none.
+
+    A provider that has a rate but will not tell it gets the lowest one SES grants (1/s, the
+    sandbox), not none: sending unlimited would only turn into throttling.
+    """
     rate = settings.max_send_rate
-    if rate is None:
-        provider_rate = getattr(transport, "max_send_rate", None)
-        rate = provider_rate() if callable(provider_rate) else None
+    provider_rate = getattr(transport, "max_send_rate", None)
+    if rate is None and callable(provider_rate):
+        rate = provider_rate() or FALLBACK_RATE_PER_S
     if rate is None:
         return Unlimited()
     if settings.redis_url:

@@ -173,17 +173,17 @@ def send_batch(
 ) -> BatchOutcome:
     """Claim these deliveries, send them under the rate limit, and record every outcome.
 
-    Between sends it looks at the edition's status at least every STATUS_CHECK_S, so a pause or
-    cancel stops new sends within a second; what it claimed but did not send goes back to pending.
+    Before each provider call it renews the lease on every row it still holds and, at least every
+    STATUS_CHECK_S, looks at the edition's status, so a pause or cancel stops new sends within a
+    second. Whatever it claimed but did not send goes back (pending, or skipped if cancelled),
+    also when it is interrupted; a call interrupted mid-flight leaves its rows uncertain.
     """
     outcome = BatchOutcome()
-    if _edition_status(engine, edition_id) != EditionStatus.SENDING:
-        outcome.stopped = True
-        return outcome
     mail = _mail_for(engine, edition_id, settings)
-    if mail is None:
+    if mail is None or _edition_status(engine, edition_id) != EditionStatus.SENDING:
         outcome.stopped = True
         return outcome
+    signing_key = settings.signing_key()  # before the claim: a failure here must claim nothing
     with session_scope(engine) as session:
         claimed = delivery.claim(session, edition_id, delivery_ids)
         inactive = [c.delivery_id for c in claimed if not c.active]
@@ -191,44 +191,63 @@ def send_batch(
             session, inactive, reason="subscriber no longer active"
         )
     waiting = [c for c in claimed if c.active]
-    signing_key = settings.signing_key()
+    in_flight: list[delivery.Claimed] = []
     checked_at = renewed_at = time.monotonic()
-    while waiting:
-        if time.monotonic() - checked_at >= STATUS_CHECK_S:
-            checked_at = time.monotonic()
-            if _edition_status(engine, edition_id) != EditionStatus.SENDING:
-                outcome.stopped = True
-                break
-        chunk = waiting[: limiter.acquire(min(len(waiting), CHUNK_SIZE))]
-        waiting = waiting[len(chunk) :]
-        messages = [personalise(mail, c, settings, signing_key) for c in chunk]
-        results = transport.send(messages)
-        with session_scope(engine) as session:
-            _record(session, chunk, results, outcome)
-            if waiting and time.monotonic() - renewed_at >= settings.send_lease_s / 3:
+    try:
+        while waiting:
+            granted = limiter.acquire(min(len(waiting), CHUNK_SIZE))
+            if time.monotonic() - checked_at >= STATUS_CHECK_S:
+                checked_at = time.monotonic()
+                if _edition_status(engine, edition_id) != EditionStatus.SENDING:
+                    outcome.stopped = True
+                    break
+            if time.monotonic() - renewed_at >= settings.send_lease_s / 3:
                 renewed_at = time.monotonic()
-                delivery.renew(session, [c.delivery_id for c in waiting])
-            if outcome.blocked_reason is not None:
-                delivery.set_edition_status(
-                    session,
-                    edition_id,
-                    to=EditionStatus.PAUSED,
-                    only_from=[EditionStatus.SENDING],
-                    reason=outcome.blocked_reason,
-                )
-                break
-    if waiting:
-        left = [c.delivery_id for c in waiting]
-        with session_scope(engine) as session:
-            if _edition_status(engine, edition_id) == EditionStatus.CANCELLED:
-                delivery.mark_skipped(session, left, reason="edition cancelled")
-            else:
-                delivery.release(session, left, reason="edition stopped mid-batch")
+                with session_scope(engine) as session:
+                    delivery.renew(session, [c.delivery_id for c in waiting])
+            in_flight, waiting = waiting[:granted], waiting[granted:]
+            messages = [personalise(mail, c, settings, signing_key) for c in in_flight]
+            results = transport.send(messages)
+            with session_scope(engine) as session:
+                _record(session, edition_id, in_flight, results, outcome)
+                in_flight = []
+                if outcome.blocked_reason is not None:
+                    delivery.set_edition_status(
+                        session,
+                        edition_id,
+                        to=EditionStatus.PAUSED,
+                        only_from=[EditionStatus.SENDING],
+                        reason=outcome.blocked_reason,
+                    )
+                    break
+    finally:
+        _hand_back(engine, edition_id, waiting=waiting, interrupted=in_flight)
     return outcome
+
+
+def _hand_back(
+    engine: Engine,
+    edition_id: int,
+    *,
+    waiting: list[delivery.Claimed],
+    interrupted: list[delivery.Claimed],
+) -> None:
+    if not waiting and not interrupted:
+        return
+    with session_scope(engine) as session:
+        delivery.release_or_skip(
+            session,
+            edition_id,
+            [c.delivery_id for c in waiting],
+            reason="edition stopped mid-batch",
+        )
+        for claimed in interrupted:  # the call may or may not have reached the provider
+            delivery.mark_uncertain(session, claimed.delivery_id, reason="interrupted mid-send")
 
 
 def _record(
     session: Session,
+    edition_id: int,
     recipients: list[delivery.Claimed],
     results: list[SendResult],
     outcome: BatchOutcome,
@@ -261,6 +280,9 @@ def _record(
             session, did, reason=f"gave up after {MAX_ATTEMPTS} attempts: {reasons[did]}"
         )
     again = [did for did in retry if did not in exhausted]
+    if again and delivery.lock_edition(session, edition_id) == EditionStatus.CANCELLED:
+        delivery.mark_skipped(session, again, reason="edition cancelled")
+        again = []
     for did in again:
         delivery.release(session, [did], reason=reasons[did])
     if outcome.blocked_reason is None and again:
@@ -273,6 +295,8 @@ def _record(
 def finish_if_done(engine: Engine, edition_id: int) -> bool:
     """Sending → sent once nothing is pending or in flight (uncertain rows await the operator)."""
     with session_scope(engine) as session:
+        if delivery.lock_edition(session, edition_id) != EditionStatus.SENDING:
+            return False
         counts = delivery.counts(session, edition_id)
         if counts[DeliveryState.PENDING] or counts[DeliveryState.SENDING]:
             return False

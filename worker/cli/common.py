@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
+import dramatiq.errors
+import redis
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from worker import db
 from worker.config import Settings, get_settings
@@ -34,6 +36,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _unreachable(detail: str) -> bool:
+    return any(
+        phrase in detail.lower()
+        for phrase in ("connection refused", "could not connect", "unable to open", "timeout")
+    )
+
+
 def friendly(command: Callable[P, R]) -> Callable[P, R]:
     """Turn known failures into one clear line and an exit status; never a traceback."""
 
@@ -47,8 +56,13 @@ def friendly(command: Callable[P, R]) -> Callable[P, R]:
             fail(str(error), EXIT_INPUT)
         except SchemaOutOfDateError as error:
             fail(str(error))
-        except OperationalError as error:
-            fail(f"database unreachable: {str(error.orig).strip().splitlines()[0]}")
+        except DBAPIError as error:
+            detail = str(error.orig).strip().splitlines()[0]
+            if error.connection_invalidated or _unreachable(detail):
+                fail(f"database unreachable (DATABASE_URL): {detail}")
+            fail(f"database error, nothing more was done: {detail}")
+        except (redis.RedisError, dramatiq.errors.BrokerConnectionError) as error:
+            fail(f"Redis unreachable (REDIS_URL): {str(error).strip().splitlines()[0]}")
 
     return run
 

@@ -45,7 +45,9 @@ def _drive(settings: Settings, engine: Engine, edition_id: int, *, wait: bool) -
             bar.update(task, total=sum(counts.values()), completed=done)
 
         if runner.in_process():
-            runner.send_in_process(engine, edition_id, progress=progress)
+            runner.send_in_process(
+                engine, edition_id, lease_s=settings.send_lease_s, progress=progress
+            )
             return True
         runner.enqueue(edition_id)
         if wait:
@@ -223,8 +225,8 @@ def editions_resume(edition_id: int = typer.Argument(..., metavar="ID")) -> None
 @friendly
 def editions_cancel(edition_id: int = typer.Argument(..., metavar="ID")) -> None:
     """Send no more of this edition; pending deliveries are marked skipped."""
-    with opened() as (_, engine):
-        edition, skipped = control.cancel(engine, edition_id)
+    with opened() as (settings, engine):
+        edition, skipped = control.cancel(engine, edition_id, lease_s=settings.send_lease_s)
     _steered(edition, f"cancelled, {skipped} pending deliveries skipped")
 
 
@@ -243,7 +245,7 @@ def deliveries_uncertain(
         fail("give at most one of --resend and --mark-sent", 2)
     with opened() as (settings, engine):
         if not (resend or mark_sent):
-            rows = control.uncertain(engine, edition_id)
+            rows = control.uncertain(engine, edition_id, lease_s=settings.send_lease_s)
             # Plain tab-separated lines for scripts (Rich would expand the tabs).
             sys.stdout.write("".join(f"{delivery_id}\t{email}\n" for delivery_id, email in rows))
             err.print(f"{len(rows)} uncertain deliveries")

@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -63,6 +64,9 @@ def classify(error: ClientError) -> SendResult:
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     reason = f"SES {code or status}: {message}"[:500]
     if code in ACCOUNT_CODES or status in (401, 403):
+        return SendResult(failure=FailureKind.ACCOUNT, reason=reason)
+    if "daily message quota" in message.lower():
+        # Throttling by name, but nothing more will go today: pause instead of burning retries.
         return SendResult(failure=FailureKind.ACCOUNT, reason=reason)
     if code in TRANSIENT_CODES or status == 429 or status >= 500:
         return SendResult(failure=FailureKind.TRANSIENT, reason=reason)
@@ -120,7 +124,8 @@ class SesTransport:
             response = self.client.send_email(**request)
         except ClientError as error:
             return classify(error)
-        except ReadTimeoutError as error:
+        except (ReadTimeoutError, ConnectionClosedError) as error:
+            # The request went out; SES may have accepted it. Resending could deliver it twice.
             return SendResult(failure=FailureKind.UNKNOWN, reason=f"SES did not answer: {error}")
         except (EndpointConnectionError, ConnectTimeoutError) as error:
             return SendResult(failure=FailureKind.TRANSIENT, reason=f"SES unreachable: {error}")
