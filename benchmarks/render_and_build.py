@@ -18,7 +18,8 @@ from emails.render import Footer, render_weekly
 from worker.comparisons import parse_document
 from worker.config import Settings
 from worker.delivery import Claimed
-from worker.models import Edition, EditionStatus, utcnow
+from worker.editions import edition_of
+from worker.models import EditionStatus
 from worker.sending import personalise, prepare_mail
 from worker.transports import mime
 
@@ -47,21 +48,16 @@ def main() -> None:
         timings.append(time.perf_counter() - started)
     render_ms = statistics.median(timings) * 1000
 
-    edition = Edition(
-        id=1,
+    edition = edition_of(
+        rendered,
+        key=key,
         comparison_id=1,
         schedule_id=1,
         period_key="2026-W47",
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        html=rendered.html,
-        text=rendered.text,
-        placeholder_key=key,
-        content_hash="",
         source_hash="",
         status=EditionStatus.SENDING,
-        created_at=utcnow(),
     )
+    edition.id = 1
     signing_key = settings.signing_key()
     recipients = [
         Claimed(

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from tests.conftest import EXAMPLE
 from worker import comparisons, db, runner, runtime, subscribers, weekly
 from worker.config import Settings
-from worker.models import DeliveryState
+from worker.models import DeliveryState, Schedule, utcnow
 from worker.ratelimit import RateLimiter, Unlimited
 from worker.transports.base import Transport
 
@@ -70,3 +70,17 @@ def send_week(
 
 def edition_counts(engine: Engine, edition_id: int = 1) -> dict[DeliveryState, int]:
     return runner.counts(engine, edition_id)
+
+
+def require_approval(engine: Engine) -> None:
+    """The weekly schedule, made to hold each edition as a draft until an editor approves it."""
+    with db.session_scope(engine) as session:
+        session.add(
+            Schedule(
+                name="weekly",
+                cron="0 9 * * MON",
+                timezone="UTC",
+                require_approval=True,
+                created_at=utcnow(),
+            )
+        )

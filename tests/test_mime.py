@@ -23,7 +23,7 @@ from emails.render import render_weekly
 from tests.helpers import example_payload, parse
 from worker import comparisons, delivery, tracking
 from worker.config import Settings
-from worker.editions import footer_of
+from worker.editions import edition_of, footer_of
 from worker.models import Edition, EditionStatus
 from worker.sending import personalise, prepare_mail
 from worker.transports.base import FailureKind, OutgoingMessage
@@ -336,21 +336,17 @@ def approved_edition(settings: Settings) -> Edition:
     doc = comparisons.parse_document(json.dumps(example_payload()).encode(), source="test.json")
     key = placeholders.new_key()
     rendered = render_weekly(doc, key=key, footer=footer_of(settings))
-    return Edition(
-        id=7,
+    edition = edition_of(
+        rendered,
+        key=key,
         comparison_id=3,
         schedule_id=1,
         period_key="2026-W47",
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        html=rendered.html,
-        text=rendered.text,
-        placeholder_key=key,
-        content_hash="h" * 64,
         source_hash="c" * 64,
         status=EditionStatus.APPROVED,
-        created_at=NOW,
     )
+    edition.id = 7
+    return edition
 
 
 RECIPIENT = delivery.Claimed(

@@ -18,10 +18,10 @@ from typer.testing import CliRunner, Result
 
 from tests.conftest import EXAMPLE
 from tests.helpers import example_payload
+from tests.helpers import require_approval as approval_schedule
 from worker import db, delivery, sending, weekly
 from worker.cli import app
 from worker.config import get_settings
-from worker.models import Schedule, utcnow
 
 WEEK = "2026-W47"
 READERS = ("ada@example.com", "grace@example.com", "linus@example.com")
@@ -58,16 +58,8 @@ def opened_engine() -> Iterator[Engine]:
 
 
 def require_approval() -> None:
-    with opened_engine() as engine, db.session_scope(engine) as session:
-        session.add(
-            Schedule(
-                name="weekly",
-                cron="0 9 * * MON",
-                timezone="UTC",
-                require_approval=True,
-                created_at=utcnow(),
-            )
-        )
+    with opened_engine() as engine:
+        approval_schedule(engine)
 
 
 def outbox() -> dict[str, Path]:

@@ -10,7 +10,14 @@ from datetime import timedelta
 from sqlalchemy import Engine, update
 from sqlmodel import select
 
-from tests.helpers import add_subscribers, edition_counts, example_payload, send_week, store_payload
+from tests.helpers import (
+    add_subscribers,
+    edition_counts,
+    example_payload,
+    require_approval,
+    send_week,
+    store_payload,
+)
 from worker import control, db, delivery, runner, sending, subscribers, tracking, weekly
 from worker.config import Settings
 from worker.models import (
@@ -20,7 +27,6 @@ from worker.models import (
     EditionStatus,
     Event,
     EventKind,
-    Schedule,
     utcnow,
 )
 from worker.ratelimit import Unlimited
@@ -293,16 +299,7 @@ def test_the_unsubscribe_link_names_the_recipient(engine: Engine, settings: Sett
 
 def test_a_draft_waits_for_approval_then_sends(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
-    with db.session_scope(engine) as session:
-        session.add(
-            Schedule(
-                name="weekly",
-                cron="0 9 * * MON",
-                timezone="UTC",
-                require_approval=True,
-                created_at=utcnow(),
-            )
-        )
+    require_approval(engine)
     transport = MemoryTransport()
     assert send_week(engine, settings, transport).outcome == Outcome.AWAITING_APPROVAL
     assert transport.sent == []

@@ -56,6 +56,33 @@ def content_hash(rendered: RenderedEmail) -> str:
     return digest.hexdigest()
 
 
+def edition_of(
+    rendered: RenderedEmail,
+    *,
+    key: str,
+    comparison_id: int,
+    schedule_id: int,
+    period_key: str,
+    source_hash: str,
+    status: EditionStatus,
+) -> Edition:
+    """The (unsaved) edition row that freezes one render of a comparison."""
+    return Edition(
+        comparison_id=comparison_id,
+        schedule_id=schedule_id,
+        period_key=period_key,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        placeholder_key=key,
+        content_hash=content_hash(rendered),
+        source_hash=source_hash,
+        status=status,
+        created_at=utcnow(),
+    )
+
+
 @dataclass(frozen=True)
 class Prepared:
     edition: Edition
@@ -85,19 +112,14 @@ def prepare(
     key = placeholders.new_key()
     rendered = render_comparison(comparison, settings, key)
     assert schedule.id is not None and comparison.id is not None
-    edition = Edition(
+    edition = edition_of(
+        rendered,
+        key=key,
         comparison_id=comparison.id,
         schedule_id=schedule.id,
         period_key=period.key,
-        subject=rendered.subject,
-        preheader=rendered.preheader,
-        html=rendered.html,
-        text=rendered.text,
-        placeholder_key=key,
-        content_hash=content_hash(rendered),
         source_hash=comparison.content_hash,
         status=EditionStatus.DRAFT if schedule.require_approval else EditionStatus.APPROVED,
-        created_at=utcnow(),
     )
     try:
         with session.begin_nested():
