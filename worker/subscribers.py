@@ -13,7 +13,7 @@ from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
 from worker.errors import InputError, NotFoundError
-from worker.models import Delivery, Event, Subscriber, SubscriberStatus, utcnow
+from worker.models import Delivery, Event, EventKind, Subscriber, SubscriberStatus, utcnow
 
 MAX_NAME_CHARS = 200
 
@@ -156,6 +156,36 @@ def unsubscribe(session: Session, raw_email: str) -> Subscriber:
         subscriber.unsubscribed_at = utcnow()
         session.add(subscriber)
     return subscriber
+
+
+def unsubscribe_by_link(session: Session, subscriber_id: int, delivery_id: int | None) -> bool:
+    """A reader's own unsubscribe (link or one-click): True if this call changed anything.
+
+    Repeating it is harmless; a bounced or complained address keeps that stronger status.
+    """
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or subscriber.status not in (
+        SubscriberStatus.ACTIVE,
+        SubscriberStatus.PENDING,
+    ):
+        return False
+    now = utcnow()
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at = now
+    session.add(subscriber)
+    sent = session.get(Delivery, delivery_id) if delivery_id else None
+    if sent is not None and sent.subscriber_id != subscriber_id:
+        sent = None  # the token names another reader's delivery: keep the event unlinked
+    session.add(
+        Event(
+            kind=EventKind.UNSUBSCRIBE,
+            delivery_id=sent.id if sent else None,
+            edition_id=sent.edition_id if sent else None,
+            at=now,
+            detail="unsubscribed by the reader",
+        )
+    )
+    return True
 
 
 def forget(session: Session, raw_email: str) -> None:

@@ -1,0 +1,83 @@
+"""Pages readers reach from an email: unsubscribe (a page, and RFC 8058 one-click), health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from worker import subscribers, tracking
+from worker.db import session_scope
+from worker.models import Subscriber, SubscriberStatus
+
+router = APIRouter()
+_templates = Jinja2Templates(
+    env=Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(default=True),
+    )
+)
+ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
+
+
+def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    response = _templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
+    return response
+
+
+def _reader(request: Request, token: str) -> tuple[int, int | None] | None:
+    try:
+        return tracking.read_unsubscribe_token(request.app.state.settings.signing_key(), token)
+    except tracking.InvalidToken:
+        return None
+
+
+@router.get("/healthz", response_class=PlainTextResponse)
+def healthz() -> str:
+    return "ok"
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(request: Request, token: str) -> Response:
+    """A page with a button. It never unsubscribes by itself: link scanners fetch GETs."""
+    reader = _reader(request, token)
+    if reader is None:
+        return _page(request, "invalid_link.html", status=400)
+    with session_scope(request.app.state.engine) as session:
+        subscriber = session.get(Subscriber, reader[0])
+    if subscriber is None:
+        return _page(request, "invalid_link.html", status=404)
+    return _page(
+        request,
+        "unsubscribe.html",
+        email=subscriber.email,
+        done=subscriber.status != SubscriberStatus.ACTIVE,
+    )
+
+
+@router.post("/unsubscribe/{token}")
+async def unsubscribe(request: Request, token: str) -> Response:
+    """The page's button, or a mail client's RFC 8058 one-click POST: unsubscribe at once.
+
+    No cookie, session or CSRF token is needed (the signed token is the reader's proof), and a
+    one-click POST gets a plain 200 with no redirect, as the RFC asks.
+    """
+    reader = _reader(request, token)
+    if reader is None:
+        return _page(request, "invalid_link.html", status=400)
+    with session_scope(request.app.state.engine) as session:
+        subscriber = session.get(Subscriber, reader[0])
+        if subscriber is None:
+            return _page(request, "invalid_link.html", status=404)
+        email = subscriber.email
+        subscribers.unsubscribe_by_link(session, reader[0], reader[1])
+    body = (await request.body()).decode("utf-8", "replace").strip()
+    if body == ONE_CLICK_BODY:
+        return PlainTextResponse("unsubscribed", headers={"Cache-Control": "no-store"})
+    return _page(request, "unsubscribe.html", email=email, done=True)
