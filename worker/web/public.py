@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -21,7 +21,6 @@ _templates = Jinja2Templates(
         autoescape=select_autoescape(default=True),
     )
 )
-ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -43,9 +42,8 @@ def healthz() -> str:
     return "ok"
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
-def unsubscribe_page(request: Request, token: str) -> Response:
-    """A page with a button. It never unsubscribes by itself: link scanners fetch GETs."""
+def _addressee(request: Request, token: str) -> tuple[Subscriber, int | None] | Response:
+    """The subscriber (and delivery) a link names, or the page that says the link is no good."""
     reader = _reader(request, token)
     if reader is None:
         return _page(request, "invalid_link.html", status=400)
@@ -53,31 +51,38 @@ def unsubscribe_page(request: Request, token: str) -> Response:
         subscriber = session.get(Subscriber, reader[0])
     if subscriber is None:
         return _page(request, "invalid_link.html", status=404)
-    return _page(
-        request,
-        "unsubscribe.html",
-        email=subscriber.email,
-        done=subscriber.status != SubscriberStatus.ACTIVE,
-    )
+    return subscriber, reader[1]
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(request: Request, token: str) -> Response:
+    """A page with a button. It never unsubscribes by itself: link scanners fetch GETs."""
+    found = _addressee(request, token)
+    if isinstance(found, Response):
+        return found
+    subscriber, _ = found
+    done = subscriber.status != SubscriberStatus.ACTIVE
+    return _page(request, "unsubscribe.html", email=subscriber.email, done=done)
 
 
 @router.post("/unsubscribe/{token}")
-async def unsubscribe(request: Request, token: str) -> Response:
+def unsubscribe(
+    request: Request,
+    token: str,
+    one_click: str | None = Form(None, alias="List-Unsubscribe"),
+) -> Response:
     """The page's button, or a mail client's RFC 8058 one-click POST: unsubscribe at once.
 
     No cookie, session or CSRF token is needed (the signed token is the reader's proof), and a
     one-click POST gets a plain 200 with no redirect, as the RFC asks.
     """
-    reader = _reader(request, token)
-    if reader is None:
-        return _page(request, "invalid_link.html", status=400)
+    found = _addressee(request, token)
+    if isinstance(found, Response):
+        return found
+    subscriber, delivery_id = found
+    assert subscriber.id is not None
     with session_scope(request.app.state.engine) as session:
-        subscriber = session.get(Subscriber, reader[0])
-        if subscriber is None:
-            return _page(request, "invalid_link.html", status=404)
-        email = subscriber.email
-        subscribers.unsubscribe_by_link(session, reader[0], reader[1])
-    body = (await request.body()).decode("utf-8", "replace").strip()
-    if body == ONE_CLICK_BODY:
+        subscribers.unsubscribe_by_link(session, subscriber.id, delivery_id)
+    if one_click == "One-Click":
         return PlainTextResponse("unsubscribed", headers={"Cache-Control": "no-store"})
-    return _page(request, "unsubscribe.html", email=email, done=True)
+    return _page(request, "unsubscribe.html", email=subscriber.email, done=True)
