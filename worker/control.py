@@ -167,7 +167,7 @@ def resolve_uncertain(engine: Engine, edition_id: int, *, resend: bool) -> int:
         status = delivery.lock_edition(session, edition_id)  # no finish in between
         if resend and status == EditionStatus.CANCELLED:
             raise InputError(f"edition {edition_id} is cancelled: its deliveries are not resent")
-        ids = delivery.uncertain_ids(session, edition_id)
+        ids = delivery.ids_in_state(session, edition_id, DeliveryState.UNCERTAIN)
         moved = delivery.resolve_uncertain(session, ids, resend=resend)
         if resend and moved and status == EditionStatus.SENT:
             delivery.set_edition_status(

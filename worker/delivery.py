@@ -117,10 +117,10 @@ def claim(
     ]
 
 
-def pending_ids(session: Session, edition_id: int) -> list[int]:
+def ids_in_state(session: Session, edition_id: int, state: DeliveryState) -> list[int]:
     rows = session.execute(
         sa_select(Delivery.id)  # type: ignore[call-overload]
-        .where(Delivery.edition_id == edition_id, Delivery.state == DeliveryState.PENDING)
+        .where(Delivery.edition_id == edition_id, Delivery.state == state)
         .order_by(Delivery.id)
     )
     return [row[0] for row in rows]
@@ -186,15 +186,6 @@ def release(session: Session, delivery_ids: Sequence[int], *, reason: str) -> in
     return _move(
         session, delivery_ids, to=DeliveryState.PENDING, last_error=reason[:2000], claimed_at=None
     )
-
-
-def uncertain_ids(session: Session, edition_id: int) -> list[int]:
-    rows = session.execute(
-        sa_select(Delivery.id)  # type: ignore[call-overload]
-        .where(Delivery.edition_id == edition_id, Delivery.state == DeliveryState.UNCERTAIN)
-        .order_by(Delivery.id)
-    )
-    return [row[0] for row in rows]
 
 
 def resolve_uncertain(session: Session, delivery_ids: Sequence[int], *, resend: bool) -> int:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from worker import delivery, sending
 from worker.db import session_scope
-from worker.models import DeliveryState, Edition, EditionStatus
+from worker.models import DeliveryState, EditionStatus
 
 ProgressFn = Callable[[dict[DeliveryState, int]], None]
 POLL_S = 0.25
@@ -28,13 +28,6 @@ def in_process() -> bool:
 def counts(engine: Engine, edition_id: int) -> dict[DeliveryState, int]:
     with session_scope(engine) as session:
         return delivery.counts(session, edition_id)
-
-
-def status(engine: Engine, edition_id: int) -> EditionStatus:
-    with session_scope(engine) as session:
-        edition = session.get(Edition, edition_id)
-        assert edition is not None
-        return edition.status
 
 
 def enqueue(edition_id: int) -> None:
@@ -83,6 +76,6 @@ def follow(engine: Engine, edition_id: int, *, progress: ProgressFn | None) -> N
     while True:
         if progress:
             progress(counts(engine, edition_id))
-        if status(engine, edition_id) not in _ACTIVE:
+        if sending.edition_status(engine, edition_id) not in _ACTIVE:
             return
         time.sleep(POLL_S)

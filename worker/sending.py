@@ -128,20 +128,21 @@ def start_send(engine: Engine, edition_id: int) -> list[list[int]]:
         if not moved:
             return []
         delivery.add_recipients(session, edition_id)
-        ids = delivery.pending_ids(session, edition_id)
+        ids = delivery.ids_in_state(session, edition_id, DeliveryState.PENDING)
     return [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
 
 
-def _edition_status(engine: Engine, edition_id: int) -> EditionStatus | None:
+def edition_status(engine: Engine, edition_id: int) -> EditionStatus | None:
     with session_scope(engine) as session:
         edition = session.get(Edition, edition_id)
         return edition.status if edition else None
 
 
-def _mail_for(engine: Engine, edition_id: int, settings: Settings) -> EditionMail | None:
+def _sending_mail(engine: Engine, edition_id: int, settings: Settings) -> EditionMail | None:
+    """The edition's shared mail parts, or None unless the edition is sending."""
     with session_scope(engine) as session:
         edition = session.get(Edition, edition_id)
-        if edition is None:
+        if edition is None or edition.status != EditionStatus.SENDING:
             return None
         comparison = session.get(Comparison, edition.comparison_id)
         assert comparison is not None
@@ -179,8 +180,8 @@ def send_batch(
     also when it is interrupted; a call interrupted mid-flight leaves its rows uncertain.
     """
     outcome = BatchOutcome()
-    mail = _mail_for(engine, edition_id, settings)
-    if mail is None or _edition_status(engine, edition_id) != EditionStatus.SENDING:
+    mail = _sending_mail(engine, edition_id, settings)
+    if mail is None:
         outcome.stopped = True
         return outcome
     signing_key = settings.signing_key()  # before the claim: a failure here must claim nothing
@@ -198,7 +199,7 @@ def send_batch(
             granted = limiter.acquire(min(len(waiting), CHUNK_SIZE))
             if time.monotonic() - checked_at >= STATUS_CHECK_S:
                 checked_at = time.monotonic()
-                if _edition_status(engine, edition_id) != EditionStatus.SENDING:
+                if edition_status(engine, edition_id) != EditionStatus.SENDING:
                     outcome.stopped = True
                     break
             if time.monotonic() - renewed_at >= settings.send_lease_s / 3:
@@ -306,7 +307,7 @@ def finish_if_done(engine: Engine, edition_id: int) -> bool:
 
 
 def is_sending(engine: Engine, edition_id: int) -> bool:
-    return _edition_status(engine, edition_id) == EditionStatus.SENDING
+    return edition_status(engine, edition_id) == EditionStatus.SENDING
 
 
 def stalled(engine: Engine, edition_id: int, *, lease_s: int) -> bool:
