@@ -131,6 +131,12 @@ def _report_end(settings: Settings, engine: Engine, edition_id: int, label: str)
         out.print(f"messages written to {settings.outbox_path.resolve()}")
 
 
+def _carry_on(settings: Settings, engine: Engine, edition_id: int) -> None:
+    """After an operator's action: send what is pending now (in-process) or hand it to workers."""
+    if _drive(settings, engine, edition_id, wait=False):
+        _report_end(settings, engine, edition_id, f"edition {edition_id}")
+
+
 def _edition_json(edition: Edition) -> dict[str, Any]:
     return {
         "id": edition.id,
@@ -199,8 +205,7 @@ def editions_approve(edition_id: int = typer.Argument(..., metavar="ID")) -> Non
     with opened() as (settings, engine):
         edition = control.approve(engine, edition_id, by=getpass.getuser())
         _steered(edition, "approved")
-        if _drive(settings, engine, edition_id, wait=False):
-            _report_end(settings, engine, edition_id, f"edition {edition_id}")
+        _carry_on(settings, engine, edition_id)
 
 
 @editions_app.command("pause")
@@ -217,8 +222,7 @@ def editions_resume(edition_id: int = typer.Argument(..., metavar="ID")) -> None
     """Carry on a paused edition: every pending delivery, none twice."""
     with opened() as (settings, engine):
         _steered(control.resume(engine, edition_id), "resumed")
-        if _drive(settings, engine, edition_id, wait=False):
-            _report_end(settings, engine, edition_id, f"edition {edition_id}")
+        _carry_on(settings, engine, edition_id)
 
 
 @editions_app.command("cancel")
@@ -252,5 +256,5 @@ def deliveries_uncertain(
             return
         moved = control.resolve_uncertain(engine, edition_id, resend=resend)
         out.print(f"{moved} deliveries {'queued again' if resend else 'marked sent'}")
-        if resend and moved and _drive(settings, engine, edition_id, wait=False):
-            _report_end(settings, engine, edition_id, f"edition {edition_id}")
+        if resend and moved:
+            _carry_on(settings, engine, edition_id)
