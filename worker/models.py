@@ -74,6 +74,8 @@ class EventKind(StrEnum):
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
     UNSUBSCRIBE = "unsubscribe"
+    SUBSCRIBE = "subscribe"  # a sign-up or resubscribe request: a confirmation mail left
+    CONFIRM = "confirm"
     NO_COMPARISON = "no_comparison"
 
 
@@ -106,6 +108,8 @@ class Subscriber(SQLModel, table=True):
     unsubscribed_at: datetime | None = _utc()
     bounced_at: datetime | None = _utc()
     complained_at: datetime | None = _utc()
+    # When the last confirmation mail left: a repeated sign-up does not mail again at once.
+    confirm_sent_at: datetime | None = _utc()
 
 
 class Schedule(SQLModel, table=True):
@@ -157,7 +161,9 @@ class Delivery(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     state: DeliveryState = Field(sa_column=Column(String(20), nullable=False, index=True))
     attempts: int = Field(default=0)
-    provider_message_id: str | None = Field(default=None, sa_column=Column(String(255)))
+    provider_message_id: str | None = Field(
+        default=None, sa_column=Column(String(255), index=True)
+    )
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     claimed_at: datetime | None = _utc()
     sent_at: datetime | None = _utc()
@@ -167,6 +173,7 @@ class Event(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     delivery_id: int | None = Field(default=None, foreign_key="delivery.id", index=True)
     edition_id: int | None = Field(default=None, foreign_key="edition.id", index=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
     schedule_id: int | None = Field(default=None, foreign_key="schedule.id")
     kind: EventKind = Field(sa_column=Column(String(30), nullable=False, index=True))
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
