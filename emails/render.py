@@ -103,8 +103,10 @@ def _view(
         "lenses": [{"lens": lens, "reviews": reviews} for lens, reviews in lenses.items()],
         "postal_address": footer.postal_address,
         "subscribe_url": f"{footer.public_base_url}/subscribe",
-        "unsubscribe_url": placeholders.marker(key, "unsubscribe_url"),
-        "browser_url": placeholders.marker(key, "browser_url"),
+        "url_link": placeholders.link_marker(key, doc.url),
+        **{name: placeholders.marker(key, name) for name in placeholders.VALUES},
+        "personal": placeholders.marker(key, placeholders.SECTION_START),
+        "end_personal": placeholders.marker(key, placeholders.SECTION_END),
     }
 
 

@@ -71,6 +71,7 @@ def email_file(example: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
         {
             "unsubscribe_url": "https://verdicts.example.org/unsubscribe/sample",
             "browser_url": f"https://verdicts.example.org/archive/{doc.slug}",
+            "open_url": "",
         }
     )
     path = tmp_path_factory.mktemp("email") / "weekly.html"

@@ -42,6 +42,15 @@ def render(payload: dict[str, Any], **options: Any) -> RenderedEmail:
     return render_weekly(doc_of(payload), key=KEY, footer=FOOTER, **options)
 
 
+def public_html(email: RenderedEmail) -> str:
+    """The copy with links untracked (as the archive shows it)."""
+    return placeholders.Template.compile(email.html, KEY, escape_html=True).public()
+
+
+def public_text(email: RenderedEmail) -> str:
+    return placeholders.Template.compile(email.text, KEY, escape_html=False).public()
+
+
 def soup_of(html: str) -> BeautifulSoup:
     return BeautifulSoup(html, "html.parser")
 
@@ -183,10 +192,13 @@ def test_each_review_in_the_text_part_follows_its_lens_and_ship_or_skip_mark(
 def test_button_links_to_the_comparison_page(
     example: dict[str, Any], rendered: RenderedEmail
 ) -> None:
-    links = [a for a in soup_of(rendered.html).find_all("a") if a.get("href") == example["url"]]
+    links = [
+        a for a in soup_of(public_html(rendered)).find_all("a") if a.get("href") == example["url"]
+    ]
     assert links, "no link to the comparison"
     assert all(link.get_text(strip=True) for link in links)
-    assert example["url"] in rendered.text
+    assert example["url"] in public_text(rendered)
+    assert example["url"] not in rendered.html  # a recipient's copy tracks it instead
 
 
 def test_footer_has_marked_unsubscribe_and_browser_links_and_postal_address(
@@ -295,12 +307,14 @@ def test_hostile_title_is_escaped_in_html_text_and_subject(example: dict[str, An
 def test_comparison_url_with_quotes_stays_one_href_attribute(example: dict[str, Any]) -> None:
     benign_button = next(
         a
-        for a in soup_of(render(example_payload()).html).find_all("a")
+        for a in soup_of(public_html(render(example_payload()))).find_all("a")
         if a.get("href") == example["url"]
     )
     example["url"] = "https://verdicts.example.com/x?a=1&b=2\"onmouseover='alert(1)'<b>"
     button = [
-        a for a in soup_of(render(example).html).find_all("a") if a.get("href") == example["url"]
+        a
+        for a in soup_of(public_html(render(example))).find_all("a")
+        if a.get("href") == example["url"]
     ]
     assert len(button) == 1
     assert set(button[0].attrs) == set(benign_button.attrs)
@@ -396,7 +410,11 @@ def test_markers_of_another_key_are_plain_text() -> None:
 
 def test_fill_escapes_values_for_html_but_not_for_text(rendered: RenderedEmail) -> None:
     url = 'https://verdicts.example.org/unsubscribe/t?a=1&b="2"<3>'
-    values = {"unsubscribe_url": url, "browser_url": "https://verdicts.example.org/archive/x"}
+    values = {
+        "unsubscribe_url": url,
+        "browser_url": "https://verdicts.example.org/archive/x",
+        "open_url": "https://verdicts.example.org/o/t.gif",
+    }
 
     html = placeholders.Template.compile(rendered.html, KEY, escape_html=True).fill(values)
     text = placeholders.Template.compile(rendered.text, KEY, escape_html=False).fill(values)
@@ -411,7 +429,11 @@ def test_fill_escapes_values_for_html_but_not_for_text(rendered: RenderedEmail) 
 
 
 def test_filling_replaces_every_marker_of_the_render(rendered: RenderedEmail) -> None:
-    values = {"unsubscribe_url": "https://u.example/1", "browser_url": "https://b.example/1"}
+    values = {
+        "unsubscribe_url": "https://u.example/1",
+        "browser_url": "https://b.example/1",
+        "open_url": "https://o.example/1",
+    }
     for body, escape in ((rendered.html, True), (rendered.text, False)):
         filled = placeholders.Template.compile(body, KEY, escape_html=escape).fill(values)
         assert "%%vm-" not in filled
@@ -427,7 +449,11 @@ def test_marker_lookalike_in_comparison_text_is_never_substituted(
     example["reviews"][0]["reviewer"] = f"Lens {lookalike}"
     key = placeholders.new_key()
     email = render_weekly(doc_of(example), key=key, footer=FOOTER)
-    values = {"unsubscribe_url": "https://u.example/secret", "browser_url": "https://b.example/"}
+    values = {
+        "unsubscribe_url": "https://u.example/secret",
+        "browser_url": "https://b.example/",
+        "open_url": "https://o.example/",
+    }
 
     html = placeholders.Template.compile(email.html, key, escape_html=True).fill(values)
     text = placeholders.Template.compile(email.text, key, escape_html=False).fill(values)

@@ -161,9 +161,7 @@ class Delivery(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True)
     state: DeliveryState = Field(sa_column=Column(String(20), nullable=False, index=True))
     attempts: int = Field(default=0)
-    provider_message_id: str | None = Field(
-        default=None, sa_column=Column(String(255), index=True)
-    )
+    provider_message_id: str | None = Field(default=None, sa_column=Column(String(255), index=True))
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     claimed_at: datetime | None = _utc()
     sent_at: datetime | None = _utc()

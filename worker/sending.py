@@ -75,18 +75,30 @@ def personalise(
     token = tracking.unsubscribe_token(
         signing_key, subscriber_id=recipient.subscriber_id, delivery_id=recipient.delivery_id
     )
-    unsubscribe_url = f"{settings.public_base_url}/unsubscribe/{token}"
-    values = {"unsubscribe_url": unsubscribe_url, "browser_url": mail.browser_url}
-    tag = f"e{mail.edition_id}-d{recipient.delivery_id}"
+    base = settings.public_base_url
+    unsubscribe_url = f"{base}/unsubscribe/{token}"
+    delivery_id = recipient.delivery_id
+    open_token = tracking.open_token(signing_key, delivery_id=delivery_id)
+    values = {
+        "unsubscribe_url": unsubscribe_url,
+        "browser_url": mail.browser_url,
+        "open_url": f"{base}/o/{open_token}.gif",
+    }
+
+    def track(url: str) -> str:
+        return f"{base}/c/{tracking.click_token(signing_key, delivery_id=delivery_id, url=url)}"
+
+    tag = f"e{mail.edition_id}-d{delivery_id}"
     return OutgoingMessage(
         from_address=mail.from_address,
         to_address=recipient.email,
         to_name=recipient.name,
         subject=mail.subject,
-        html=mail.html.fill(values),
-        text=mail.text.fill(values),
+        html=mail.html.fill(values, track),
+        text=mail.text.fill(values, track),
         encoded=EncodedBodies(
-            text=mail.encoded_text.fill(values), html=mail.encoded_html.fill(values)
+            text=mail.encoded_text.fill(values, track),
+            html=mail.encoded_html.fill(values, track),
         ),
         message_id=f"<{tag}.{mail.key}@{mail.message_domain}>",
         tag=tag,

@@ -1,4 +1,4 @@
-"""Signed tokens for every public link (unsubscribe now; confirm, open and click later).
+"""Signed tokens for every public link: unsubscribe, confirm, open pixel and tracked click.
 
 A token is `payload.mac`: the payload in URL-safe base64, the MAC an HMAC-SHA256 over the purpose
 and the payload, so a token made for one purpose is worthless for another.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 MAC_BYTES = 16
+CONFIRM_MAX_AGE = timedelta(days=7)
 
 
 class Purpose(StrEnum):
@@ -71,3 +73,57 @@ def read_unsubscribe_token(key: bytes, token: str) -> tuple[int, int | None]:
         return int(subscriber.removeprefix("s")), delivery_id or None
     except ValueError:
         raise InvalidToken("token payload is not an unsubscribe payload") from None
+
+
+def _delivery_payload(data: str, *, what: str) -> tuple[int, str]:
+    head, _, rest = data.partition("|")
+    try:
+        delivery_id = int(head.removeprefix("d"))
+    except ValueError:
+        raise InvalidToken(f"token payload is not {what} payload") from None
+    if not head.startswith("d") or delivery_id <= 0:
+        raise InvalidToken(f"token payload is not {what} payload")
+    return delivery_id, rest
+
+
+def open_token(key: bytes, *, delivery_id: int) -> str:
+    return sign(key, Purpose.OPEN, f"d{delivery_id}")
+
+
+def read_open_token(key: bytes, token: str) -> int:
+    """The delivery an open pixel was sent in."""
+    delivery_id, rest = _delivery_payload(verify(key, Purpose.OPEN, token), what="an open")
+    if rest:
+        raise InvalidToken("token payload is not an open payload")
+    return delivery_id
+
+
+def click_token(key: bytes, *, delivery_id: int, url: str) -> str:
+    """The target travels sealed in the token: the redirect can only go where the email linked."""
+    return sign(key, Purpose.CLICK, f"d{delivery_id}|{url}")
+
+
+def read_click_token(key: bytes, token: str) -> tuple[int, str]:
+    """(delivery id, target URL) from a click token; only http(s) targets are ever sealed."""
+    delivery_id, url = _delivery_payload(verify(key, Purpose.CLICK, token), what="a click")
+    if not url.startswith(("https://", "http://")):
+        raise InvalidToken("click target is not a web address")
+    return delivery_id, url
+
+
+def confirm_token(key: bytes, *, subscriber_id: int, issued_at: datetime) -> str:
+    return sign(key, Purpose.CONFIRM, f"s{subscriber_id}.t{int(issued_at.timestamp())}")
+
+
+def read_confirm_token(key: bytes, token: str, *, now: datetime) -> tuple[int, datetime]:
+    """(subscriber id, when the link was made); a link older than CONFIRM_MAX_AGE is refused."""
+    data = verify(key, Purpose.CONFIRM, token)
+    try:
+        subscriber, issued = data.split(".")
+        subscriber_id = int(subscriber.removeprefix("s"))
+        issued_at = datetime.fromtimestamp(int(issued.removeprefix("t")), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidToken("token payload is not a confirm payload") from None
+    if now - issued_at > CONFIRM_MAX_AGE:
+        raise InvalidToken("confirmation link has expired")
+    return subscriber_id, issued_at

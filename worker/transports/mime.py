@@ -17,7 +17,7 @@ from email.header import Header
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
-from emails.placeholders import Template
+from emails.placeholders import Template, Tracker
 from worker.transports.base import OutgoingMessage
 
 # "=_" can never occur in quoted-printable output ("=" is always written "=3D"), so a boundary
@@ -137,11 +137,11 @@ class EncodedTemplate:
         literals[:-1] = [_leave_room_for_soft_break(literal) for literal in literals[:-1]]
         return cls(tuple(literals), template)
 
-    def fill(self, values: Mapping[str, str]) -> bytes:
+    def fill(self, values: Mapping[str, str], track: Tracker | None = None) -> bytes:
         names = self.template.parts[1::2]
         chunks = [self.encoded_literals[0]]
         for name, literal in zip(names, self.encoded_literals[1:], strict=True):
-            value = _leave_room_for_soft_break(_qp(self.template.value(name, values)))
+            value = _leave_room_for_soft_break(_qp(self.template.value(name, values, track)))
             chunks += (_SOFT_BREAK, value, _SOFT_BREAK, literal)
         return b"".join(chunks)
 

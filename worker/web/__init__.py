@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
-from worker.web import public
+from worker.web import engagement, public
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -17,4 +17,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.include_router(public.router)
+    app.include_router(engagement.router)
     return app

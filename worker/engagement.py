@@ -1,0 +1,147 @@
+"""Opens and clicks: recorded per delivery, each flagged human or machine.
+
+Open counts in most tools are inflated by machines that fetch every image or link: Apple Mail
+Privacy Protection preloads pixels through Apple's proxies, and mail security gateways fetch
+links and images seconds after delivery. Such fetches are kept (they still prove delivery) but
+flagged `machine`, so the human figures stay honest.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Engine, and_, case, false, func, insert, literal, select
+from sqlmodel import Session, col
+
+from worker.models import Delivery, Event, EventKind, UTCDateTime
+
+# Apple's Mail Privacy Protection proxy fetches from Apple's own network with a bare user agent.
+APPLE_NETWORKS = (ipaddress.ip_network("17.0.0.0/8"),)
+APPLE_PROXY_AGENT = "Mozilla/5.0"
+# Link scanners and preview fetchers that announce themselves, and generic HTTP clients.
+SCANNER_AGENT = re.compile(
+    r"bot\b|crawler|spider|slurp|preview|scanner|barracuda|proofpoint|mimecast|symantec|"
+    r"trendmicro|forcepoint|fortiguard|ironport|cisco|sophos|zscaler|messagelabs|"
+    r"python-|curl/|wget/|go-http-client|okhttp|java/|headlesschrome|phantomjs",
+    re.IGNORECASE,
+)
+# A fetch this soon after the message left is a gateway scanning it, not a reader.
+MACHINE_WINDOW = timedelta(seconds=10)
+MAX_AGENT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Verdict:
+    machine: bool
+    reason: str
+
+
+def judge(user_agent: str, client_ip: str | None) -> Verdict:
+    """Human or machine by who is asking; the timing test needs the delivery and runs in SQL."""
+    agent = user_agent.strip()
+    if client_ip:
+        try:
+            address = ipaddress.ip_address(client_ip)
+        except ValueError:
+            address = None
+        if address is not None and any(address in net for net in APPLE_NETWORKS):
+            return Verdict(True, "apple privacy proxy (address)")
+    if agent == APPLE_PROXY_AGENT:
+        return Verdict(True, "apple privacy proxy (user agent)")
+    if not agent:
+        return Verdict(True, "no user agent")
+    if SCANNER_AGENT.search(agent):
+        return Verdict(True, "link scanner or bot (user agent)")
+    return Verdict(False, "")
+
+
+def record(
+    engine: Engine,
+    *,
+    kind: EventKind,
+    delivery_id: int,
+    user_agent: str,
+    client_ip: str | None,
+    now: datetime,
+    url: str | None = None,
+) -> bool:
+    """One open or click event for a delivery, in one statement; False if no such delivery.
+
+    The event copies edition and subscriber from the delivery row, and the "too soon after
+    sending" test compares with that row's sent_at, so a request costs one round trip.
+    """
+    verdict = judge(user_agent, client_ip)
+    too_soon = and_(
+        col(Delivery.sent_at).is_not(None),
+        col(Delivery.sent_at) > literal(now - MACHINE_WINDOW, UTCDateTime()),
+    )
+    machine = literal(True) if verdict.machine else case((too_soon, True), else_=false())
+    detail = (
+        literal(verdict.reason)
+        if verdict.machine
+        else case((too_soon, "within seconds of sending"), else_="")
+    )
+    rows = select(
+        col(Delivery.id),
+        col(Delivery.edition_id),
+        col(Delivery.subscriber_id),
+        literal(kind.value),
+        literal(now, UTCDateTime()),
+        literal(url),
+        literal(user_agent[:MAX_AGENT_CHARS]),
+        machine,
+        detail,
+    ).where(col(Delivery.id) == delivery_id)
+    statement = insert(Event).from_select(
+        [
+            "delivery_id",
+            "edition_id",
+            "subscriber_id",
+            "kind",
+            "at",
+            "url",
+            "user_agent",
+            "machine",
+            "detail",
+        ],
+        rows,
+    )
+    with engine.begin() as connection:
+        return connection.execute(statement).rowcount == 1
+
+
+@dataclass(frozen=True)
+class Engagement:
+    opens_human: int
+    opens_machine: int
+    unique_human_opens: int
+    clicks_human: int
+    clicks_machine: int
+    unique_human_clickers: int
+
+
+def of_edition(session: Session, edition_id: int) -> Engagement:
+    """Open and click figures for an edition, aggregated in SQL."""
+
+    def counted(kind: EventKind, *, machine: bool) -> ColumnElement[int]:
+        return func.count().filter(col(Event.kind) == kind.value, col(Event.machine) == machine)
+
+    def unique(kind: EventKind) -> ColumnElement[int]:
+        return func.count(func.distinct(col(Event.delivery_id))).filter(
+            col(Event.kind) == kind.value, col(Event.machine) == false()
+        )
+
+    row = session.execute(
+        select(
+            counted(EventKind.OPEN, machine=False),
+            counted(EventKind.OPEN, machine=True),
+            unique(EventKind.OPEN),
+            counted(EventKind.CLICK, machine=False),
+            counted(EventKind.CLICK, machine=True),
+            unique(EventKind.CLICK),
+        ).where(col(Event.edition_id) == edition_id)
+    ).one()
+    return Engagement(*(int(value or 0) for value in row))
