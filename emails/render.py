@@ -142,3 +142,27 @@ def render_weekly(
     html = _with_title(_inliner.inline(mjml2html(source, disable_comments=True)), subject)
     text = _text_env.get_template("weekly.txt.j2").render(view)
     return RenderedEmail(subject=subject, preheader=preheader, mjml=source, html=html, text=text)
+
+
+CONFIRM_SUBJECT = f"Confirm your subscription to {BRAND}"
+
+
+def render_confirmation(*, email: str, confirm_url: str, footer: Footer) -> RenderedEmail:
+    """The double opt-in mail: rendered per reader (it is one mail, not an edition)."""
+    view = {
+        "brand": BRAND,
+        "email": email,
+        "confirm_url": confirm_url,
+        "preheader": "One click and the weekly verdicts start arriving.",
+        "postal_address": footer.postal_address,
+    }
+    source = _html_env.get_template("confirm.mjml.j2").render(view)
+    html = _with_title(_inliner.inline(mjml2html(source, disable_comments=True)), CONFIRM_SUBJECT)
+    text = _text_env.get_template("confirm.txt.j2").render(view)
+    return RenderedEmail(
+        subject=CONFIRM_SUBJECT,
+        preheader=str(view["preheader"]),
+        mjml=source,
+        html=html,
+        text=text,
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import redis
 from fastapi import FastAPI
 
+from worker.abuse import AttemptLimiter, LocalAttempts, RedisAttempts
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
-from worker.web import engagement, public
+from worker.transports import make_transport
+from worker.web import engagement, public, signup
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -16,6 +19,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Verdicts Mailer", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.transport = make_transport(settings)  # confirmation mails
+    app.state.signup_attempts = signup_limiter(settings)
     app.include_router(public.router)
     app.include_router(engagement.router)
+    app.include_router(signup.router)
     return app
+
+
+SIGNUP_WINDOW_S = 3600
+
+
+def signup_limiter(settings: Settings) -> AttemptLimiter:
+    """Sign-ups per client address per hour, shared by all web processes when Redis is there."""
+    limit = settings.subscribe_limit_per_hour
+    if settings.redis_url:
+        client = redis.Redis.from_url(settings.redis_url)
+        return RedisAttempts(client, limit, SIGNUP_WINDOW_S, prefix="verdicts:signup")
+    return LocalAttempts(limit, SIGNUP_WINDOW_S)

@@ -45,7 +45,14 @@ def unsubscribe_page(request: Request, token: str) -> Response:
         return found
     subscriber, _ = found
     done = subscriber.status != SubscriberStatus.ACTIVE
-    return _page(request, "unsubscribe.html", email=subscriber.email, done=done)
+    return _page(
+        request,
+        "unsubscribe.html",
+        email=subscriber.email,
+        done=done,
+        token=token,
+        can_return=subscriber.status == SubscriberStatus.UNSUBSCRIBED,
+    )
 
 
 @router.post("/unsubscribe/{token}")
@@ -68,4 +75,11 @@ def unsubscribe(
         subscribers.unsubscribe_by_link(session, subscriber.id, delivery_id)
     if one_click == "One-Click":
         return PlainTextResponse("unsubscribed", headers={"Cache-Control": "no-store"})
-    return _page(request, "unsubscribe.html", email=subscriber.email, done=True)
+    return _page(
+        request,
+        "unsubscribe.html",
+        email=subscriber.email,
+        done=True,
+        token=token,
+        can_return=subscriber.status not in (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED),
+    )
