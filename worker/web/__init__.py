@@ -9,7 +9,7 @@ from worker.abuse import AttemptLimiter, LocalAttempts, RedisAttempts
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
 from worker.transports import make_transport
-from worker.web import engagement, public, signup
+from worker.web import archive, engagement, public, signup
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(public.router)
     app.include_router(engagement.router)
     app.include_router(signup.router)
+    app.include_router(archive.router)
     return app
 
 
