@@ -188,8 +188,15 @@ def release(session: Session, delivery_ids: Sequence[int], *, reason: str) -> in
     )
 
 
-def resolve_uncertain(session: Session, delivery_ids: Sequence[int], *, resend: bool) -> int:
-    """The operator's call on uncertain rows: send again (pending) or count as sent."""
+def resolve_uncertain(
+    session: Session,
+    delivery_ids: Sequence[int],
+    *,
+    resend: bool,
+    reason: str = "marked sent by operator",
+) -> int:
+    """Uncertain rows settled: send again (pending) or count as sent, by the operator or by
+    the provider's own word that the message was accepted."""
     if resend:
         return _move(
             session,
@@ -204,7 +211,7 @@ def resolve_uncertain(session: Session, delivery_ids: Sequence[int], *, resend: 
         delivery_ids,
         to=DeliveryState.SENT,
         only_from=DeliveryState.UNCERTAIN,
-        last_error="marked sent by operator",
+        last_error=reason,
         sent_at=utcnow(),
     )
 

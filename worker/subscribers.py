@@ -179,6 +179,7 @@ def unsubscribe_by_link(session: Session, subscriber_id: int, delivery_id: int |
     session.add(
         Event(
             kind=EventKind.UNSUBSCRIBE,
+            subscriber_id=subscriber_id,
             delivery_id=sent.id if sent else None,
             edition_id=sent.edition_id if sent else None,
             at=now,

@@ -9,7 +9,7 @@ from worker.abuse import AttemptLimiter, LocalAttempts, RedisAttempts
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
 from worker.transports import make_transport
-from worker.web import archive, engagement, public, signup
+from worker.web import archive, engagement, hooks, public, signup
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(engagement.router)
     app.include_router(signup.router)
     app.include_router(archive.router)
+    app.include_router(hooks.router)
     return app
 
 
