@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from playwright.sync_api import Browser
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -22,6 +23,7 @@ from worker.config import Settings
 REPO = Path(__file__).resolve().parent.parent
 SHARED_COMPARISONS = REPO.parent / "shared" / "comparisons"
 EXAMPLE = REPO / "examples" / "claude-4-api-vs-code-llama-4.json"
+CHROMIUM = Path("/usr/bin/chromium")
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -123,6 +125,34 @@ def redis_client() -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium under Playwright (no browser is ever downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing (apt-get install chromium); no browser is downloaded"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
 @pytest.fixture(scope="session")
