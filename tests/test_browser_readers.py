@@ -8,87 +8,23 @@ Screenshots of each step at 1280 and 375 px land in artifacts/screenshots/.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect
-from sqlalchemy import Engine
 
 from tests.conftest import REPO
-from tests.helpers import add_subscribers, example_payload, parse, send_week, store_payload
-from worker import db, subscribers
-from worker.config import Settings
+from tests.helpers import add_subscribers, example_payload, send_week, store_payload
+from tests.live_site import LiveSite
 from worker.models import SubscriberStatus
 from worker.transports.outbox import OutboxTransport
-from worker.web import create_app
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 WIDTHS_PX = (1280, 375)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class LiveSite:
-    """The web app served by uvicorn in a thread, on the embedded SQLite and outbox defaults."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.settings = Settings(
-            _env_file=None,
-            VAR_DIR=str(tmp_path / "var"),
-            SECRET_KEY="browser-test-key",
-            PUBLIC_BASE_URL=self.base,
-            POSTAL_ADDRESS="1 Test Street, Testville",
-            FROM_ADDRESS="Weekly AI Tool Verdicts <verdicts@example.org>",
-        )
-        self.app = create_app(self.settings)
-        self.engine: Engine = self.app.state.engine
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveSite:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the web app did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-    def outbox(self) -> list[EmailMessage]:
-        files = sorted(self.settings.outbox_path.glob("*.eml"), key=lambda p: p.stat().st_mtime)
-        return [parse(path.read_bytes()) for path in files]
-
-    def mail_to(self, email: str, subject_part: str) -> EmailMessage:
-        found = [
-            m for m in self.outbox() if email in str(m["To"]) and subject_part in str(m["Subject"])
-        ]
-        assert found, f"no mail to {email} about {subject_part!r} in the outbox"
-        return found[-1]
-
-    def status_of(self, email: str) -> SubscriberStatus | None:
-        with db.session_scope(self.engine) as session:
-            found = subscribers.find(session, email)
-            return found.status if found else None
 
 
 def html_of(message: EmailMessage) -> str:
