@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from typer.testing import CliRunner, Result
 
 from tests.conftest import EXAMPLE
 from tests.helpers import example_payload
 from tests.helpers import require_approval as approval_schedule
-from worker import db, delivery, sending, weekly
+from worker import db, delivery, engagement, sending, weekly
 from worker.cli import app
 from worker.config import get_settings
+from worker.models import Delivery, EventKind, utcnow
 
 WEEK = "2026-W47"
 READERS = ("ada@example.com", "grace@example.com", "linus@example.com")
@@ -121,6 +123,46 @@ def test_show_counts_deliveries_by_state_adding_up_to_the_subscribers() -> None:
     assert report["deliveries"]["sent"] == len(READERS)
     assert report["retries"] == 0
     assert report["send_rate_per_s"] == len(READERS) / 10  # all sent within the last 10 s
+
+
+def test_show_counts_human_and_machine_opens_and_clicks_apart() -> None:
+    set_up(*READERS)
+    ok("send-weekly", "--week", WEEK)
+    with opened_engine() as engine:
+        with db.session_scope(engine) as session:
+            session.execute(update(Delivery).values(sent_at=utcnow() - timedelta(hours=1)))
+        for delivery_id, agent in (
+            (1, "Mozilla/5.0 (Macintosh)"),
+            (1, "Mozilla/5.0 (Macintosh)"),
+            (2, "Mozilla/5.0"),
+            (2, "Mozilla/5.0 (iPhone)"),
+        ):
+            engagement.record(
+                engine,
+                kind=EventKind.OPEN,
+                delivery_id=delivery_id,
+                user_agent=agent,
+                client_ip=None,
+                now=utcnow(),
+            )
+        engagement.record(
+            engine,
+            kind=EventKind.CLICK,
+            delivery_id=2,
+            user_agent="Mozilla/5.0 (iPhone)",
+            client_ip=None,
+            now=utcnow(),
+            url="https://example.com/",
+        )
+    assert shown(1)["engagement"] == {
+        "opens_human": 3,
+        "opens_machine": 1,
+        "unique_human_opens": 2,
+        "clicks_human": 1,
+        "clicks_machine": 0,
+        "unique_human_clickers": 1,
+    }
+    assert "opens: 2 readers (3 human opens, 1 by machines)" in ok("editions", "show", "1").stdout
 
 
 def test_showing_an_edition_that_does_not_exist_is_one_line_without_a_traceback() -> None:

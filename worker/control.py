@@ -11,8 +11,9 @@ from datetime import timedelta
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
-from worker import delivery
+from worker import delivery, engagement
 from worker.db import session_scope
+from worker.engagement import Engagement
 from worker.errors import InputError, NotFoundError
 from worker.models import Delivery, DeliveryState, Edition, EditionStatus, Subscriber, utcnow
 
@@ -118,6 +119,7 @@ class EditionReport:
     counts: dict[DeliveryState, int]
     retries: int  # sends attempted beyond the first, over all deliveries
     rate_per_s: float  # messages recorded sent in the last RATE_WINDOW_S seconds, per second
+    engagement: Engagement
 
 
 def report(engine: Engine, edition_id: int) -> EditionReport:
@@ -136,12 +138,14 @@ def report(engine: Engine, edition_id: int) -> EditionReport:
             .where(Delivery.state == DeliveryState.SENT)
             .where(col(Delivery.sent_at) >= since)
         ).one()
+        figures = engagement.of_edition(session, edition_id)
     total_attempts, attempted = attempts
     return EditionReport(
         edition=edition,
         counts=counts,
         retries=int(total_attempts) - int(attempted),
         rate_per_s=recent / RATE_WINDOW_S,
+        engagement=figures,
     )
 
 

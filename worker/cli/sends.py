@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import sys
 from typing import Any
@@ -182,6 +183,7 @@ def editions_show(
                 "deliveries": {state.value: n for state, n in report.counts.items()},
                 "retries": report.retries,
                 "send_rate_per_s": report.rate_per_s,
+                "engagement": dataclasses.asdict(report.engagement),
             }
         )
         return
@@ -192,6 +194,12 @@ def editions_show(
     out.print(f"subject: {edition.subject}")
     out.print(_summary(report.counts))
     out.print(f"retries {report.retries} · send rate {report.rate_per_s:.1f}/s")
+    seen = report.engagement
+    out.print(
+        f"opens: {seen.unique_human_opens} readers ({seen.opens_human} human opens, "
+        f"{seen.opens_machine} by machines) · clicks: {seen.unique_human_clickers} readers "
+        f"({seen.clicks_human} human clicks, {seen.clicks_machine} by machines)"
+    )
 
 
 def _steered(edition: Edition, verb: str) -> None:
