@@ -20,6 +20,10 @@ from worker.comparisons import ComparisonDoc
 
 TEMPLATES = Path(__file__).parent / "templates"
 BRAND = "Weekly AI Tool Verdicts"
+# The open pixel of a copy nobody should count (a preview): the same 1x1 GIF, inline.
+BLANK_PIXEL_URL = (
+    "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw=="
+)
 DASH = "—"
 
 _html_env = Environment(

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Browser, FloatRect, Locator, Page
 
 from emails import placeholders
-from emails.render import Footer, render_weekly
+from emails.render import BLANK_PIXEL_URL, Footer, render_weekly
 from tests.conftest import REPO
 from tests.helpers import example_payload
 from worker.comparisons import parse_document
@@ -45,7 +45,7 @@ def email_file(example: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
         {
             "unsubscribe_url": "https://verdicts.example.org/unsubscribe/sample",
             "browser_url": f"https://verdicts.example.org/archive/{doc.slug}",
-            "open_url": "",
+            "open_url": BLANK_PIXEL_URL,
         }
     )
     path = tmp_path_factory.mktemp("email") / "weekly.html"

@@ -137,6 +137,15 @@ def test_preview_writes_the_four_files(tmp_path: Path) -> None:
     assert run("preview", "--out", str(tmp_path / "q")).exit_code == 2
 
 
+def test_a_preview_links_straight_to_the_comparison_and_counts_no_open(tmp_path: Path) -> None:
+    run("comparisons", "import", str(EXAMPLE))
+    run("preview", "--week", "2026-W47", "--out", str(tmp_path / "p"))
+    html = (tmp_path / "p" / "email.html").read_text()
+    assert f'href="{example_payload()["url"]}"' in html
+    assert "/c/" not in html and "/o/" not in html
+    assert '<img src="data:image/gif;base64,' in html
+
+
 def test_hostile_title_cannot_add_a_header(tmp_path: Path) -> None:
     hostile = example_payload()
     hostile["title"] = "Hi\r\nBcc: victim@example.com\r\n\r\n<script>alert(1)</script> {{7*7}}"

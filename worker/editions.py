@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from emails import placeholders
-from emails.render import Footer, RenderedEmail, render_weekly
+from emails.render import BLANK_PIXEL_URL, Footer, RenderedEmail, render_weekly
 from worker import comparisons
 from worker.config import Settings
 from worker.models import Comparison, Edition, EditionStatus, Schedule, utcnow
@@ -142,11 +142,11 @@ def write_preview(row: Comparison, settings: Settings, out_dir: Path) -> list[Pa
     """The email as a reader would get it (sample personal links) written to out_dir."""
     key = placeholders.new_key()
     rendered = render_comparison(row, settings, key)
-    # Links stay untracked and the pixel points nowhere: opening a preview records nothing.
+    # Links stay untracked and the pixel is inline: opening a preview records nothing.
     values = {
         "unsubscribe_url": f"{settings.public_base_url}/unsubscribe/preview",
         "browser_url": f"{settings.public_base_url}/archive/{row.slug}",
-        "open_url": "",
+        "open_url": BLANK_PIXEL_URL,
     }
     html = placeholders.Template.compile(rendered.html, key, escape_html=True).fill(values)
     text = placeholders.Template.compile(rendered.text, key, escape_html=False).fill(values)
