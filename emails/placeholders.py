@@ -105,8 +105,8 @@ class Template:
                 inside = True
             elif part == SECTION_END:
                 inside = False
-            elif not inside:
-                if part not in self.targets:
-                    raise ValueError(f"placeholder {part!r} stands outside a personal section")
+            elif not inside and part in self.targets:
                 out.append(self.value(part, {}))
+            # A personal value outside any section (an edition rendered before sections
+            # existed) is dropped: the public copy never carries anyone's link.
         return "".join(out)

@@ -395,7 +395,15 @@ def test_a_message_two_hours_old_is_refused(
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"garbage", b"\x00\xff", b"[]", b'{"Type": "Notification"}', b'{"Type": "Nope"}'],
+    [
+        b"",
+        b"garbage",
+        b"\x00\xff",
+        b"[]",
+        b'{"Type": "Notification"}',
+        b'{"Type": "Nope"}',
+        b"[" * 100_000,
+    ],
 )
 def test_a_body_that_is_no_sns_message_is_a_bad_request(
     engine: Engine, sent: MemoryTransport, hook: Hook, raw: bytes

@@ -130,6 +130,12 @@ def test_only_a_fresh_message_is_accepted(age: timedelta, accepted: bool) -> Non
         "sns.us-east-1.amazonaws.com/x.pem",
         "https://sns.us-east-1.amazon\taws.com/SimpleNotificationService-test.pem",
         "https://sns.us-east-1.amazonaws.com\\@evil.com/x.pem",
+        # S3 bucket hosts: anyone owning a bucket called "sns" serves files there.
+        "https://sns.s3.amazonaws.com/SimpleNotificationService-test.pem",
+        "https://sns.s3-ap-southeast-2.amazonaws.com/SimpleNotificationService-test.pem",
+        "https://sns.s3-accelerate.amazonaws.com/SimpleNotificationService-test.pem",
+        "https://[sns.us-east-1.amazonaws.com/x.pem",
+        "https://sns.us-east-1.amazonaws.com]/x.pem",
     ],
 )
 def test_a_certificate_url_off_the_sns_hosts_is_refused_without_fetching(url: str) -> None:
@@ -145,6 +151,8 @@ def test_a_certificate_url_off_the_sns_hosts_is_refused_without_fetching(url: st
         "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
         "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
         "https://SNS.us-east-1.amazonaws.com:443/SimpleNotificationService-abc.pem",
+        "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.ap-southeast-2.amazonaws.com/SimpleNotificationService-abc.pem",
     ],
 )
 def test_certificate_urls_of_every_sns_region_are_accepted(url: str) -> None:
@@ -196,6 +204,7 @@ def test_an_unreachable_certificate_is_worth_a_retry() -> None:
         (b'{"Type": "Notification"}', "missing"),
         (b'{"Type": "Hello"}', "unknown Type"),
         (b'{"Type": 7}', "must be a string"),
+        (b"[" * 100_000, "not JSON"),
     ],
 )
 def test_a_body_that_is_no_sns_message_is_malformed(raw: bytes, reason: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from emails import placeholders
 from tests.helpers import (
     add_subscribers,
     example_payload,
@@ -17,8 +18,9 @@ from tests.helpers import (
     send_week,
     store_payload,
 )
-from worker import weekly
+from worker import db, weekly
 from worker.config import Settings
+from worker.models import Edition
 from worker.transports.memory import MemoryTransport
 from worker.web import create_app
 
@@ -97,3 +99,19 @@ def test_an_issue_not_yet_sent_is_not_in_the_archive(
 def test_an_unknown_slug_is_a_friendly_404(client: TestClient) -> None:
     page = client.get("/archive/no-such-issue")
     assert page.status_code == 404 and "No such issue" in page.text
+
+
+def test_an_issue_rendered_before_personal_sections_is_shown_without_personal_links(
+    engine: Engine, sent: MemoryTransport, client: TestClient
+) -> None:
+    with db.session_scope(engine) as session:
+        edition = session.get(Edition, 1)
+        assert edition is not None
+        key = edition.placeholder_key
+        for name in (placeholders.SECTION_START, placeholders.SECTION_END):
+            edition.html = edition.html.replace(placeholders.marker(key, name), "")
+        session.add(edition)
+    page = client.get(f"/archive/{EXAMPLE['slug']}")
+    assert page.status_code == 200
+    assert "/unsubscribe/" not in page.text and "/o/" not in page.text
+    assert "%%vm-" not in page.text

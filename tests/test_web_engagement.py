@@ -175,6 +175,29 @@ def test_an_open_seconds_after_sending_is_a_machine_open(
     assert event.machine is True and event.detail == "within seconds of sending"
 
 
+def test_an_open_before_the_send_is_recorded_is_a_machine_open(
+    engine: Engine, sent: MemoryTransport, client: TestClient
+) -> None:
+    """A gateway can fetch while the sender is still waiting to write down that the message left."""
+    with db.session_scope(engine) as session:
+        session.execute(update(Delivery).values(sent_at=None, claimed_at=utcnow()))
+    client.get(pixel_path(message_to(sent, "ada@example.com")), headers={"User-Agent": BROWSER})
+    (event,) = events(engine, EventKind.OPEN)
+    assert event.machine is True and event.detail == "within seconds of sending"
+
+
+def test_an_open_of_an_uncertain_delivery_long_after_its_claim_is_human(
+    engine: Engine, sent: MemoryTransport, client: TestClient
+) -> None:
+    with db.session_scope(engine) as session:
+        session.execute(
+            update(Delivery).values(sent_at=None, claimed_at=utcnow() - timedelta(hours=1))
+        )
+    client.get(pixel_path(message_to(sent, "ada@example.com")), headers={"User-Agent": BROWSER})
+    (event,) = events(engine, EventKind.OPEN)
+    assert event.machine is False
+
+
 def test_unique_human_opens_are_counted_apart_from_machine_opens(
     engine: Engine, sent: MemoryTransport, client: TestClient
 ) -> None:

@@ -214,6 +214,7 @@ def test_json_sign_up_from_another_site_is_refused(engine: Engine, web: Web) -> 
     [
         (b"{not json", "application/json", 400, "not valid JSON"),
         (b"[1, 2]", "application/json", 400, "JSON object"),
+        (b"[" * 100_000, "application/json", 400, "not valid JSON"),
         (b'{"email": 7}', "application/json", 422, "email"),
         (b'{"email": "not-an-address"}', "application/json", 422, "email"),
         (b"email=x@example.com", "text/plain", 415, "form"),

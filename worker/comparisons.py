@@ -204,6 +204,8 @@ def parse_document(raw: bytes, *, source: str) -> ComparisonDoc:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
         raise InputError(f"{source}: not UTF-8 text (byte {error.start})") from None
+    except RecursionError:
+        raise InputError(f"{source}: JSON nested too deeply") from None
     except json.JSONDecodeError as error:
         raise InputError(
             f"{source}: not valid JSON at line {error.lineno} column {error.colno}: {error.msg}"

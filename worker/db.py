@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from worker.config import Settings
@@ -85,3 +87,9 @@ def ensure_schema(engine: Engine, settings: Settings) -> None:
     raise SchemaOutOfDateError(
         "the database schema is out of date: run `newsletter db upgrade` first"
     )
+
+
+def upsert_dialect(session: Session) -> Any:
+    """The dialect's own `insert` (PostgreSQL or SQLite), which has `on_conflict_do_nothing`:
+    an insert-or-ignore that a concurrent duplicate loses cleanly, with no savepoint needed."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert

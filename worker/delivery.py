@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, literal, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
+from worker.db import upsert_dialect
 from worker.models import (
     Delivery,
     DeliveryState,
@@ -37,8 +37,7 @@ def add_recipients(session: Session, edition_id: int) -> int:
     INSERT … SELECT per range of subscriber ids: the database copies the rows itself, and each
     statement stays small enough not to hold locks for long on a large list.
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_dialect(session)
     highest = session.execute(sa_select(func.max(col(Subscriber.id)))).scalar() or 0
     added = 0
     for low in range(0, highest, INSERT_BATCH):

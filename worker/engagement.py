@@ -74,10 +74,10 @@ def record(
     sending" test compares with that row's sent_at, so a request costs one round trip.
     """
     verdict = judge(user_agent, client_ip)
-    too_soon = and_(
-        col(Delivery.sent_at).is_not(None),
-        col(Delivery.sent_at) > literal(now - MACHINE_WINDOW, UTCDateTime()),
-    )
+    # Measured from the claim while the send is not yet recorded: a gateway can fetch before
+    # the sender has written down that the message left.
+    left_at = func.coalesce(col(Delivery.sent_at), col(Delivery.claimed_at))
+    too_soon = and_(left_at.is_not(None), left_at > literal(now - MACHINE_WINDOW, UTCDateTime()))
     machine = literal(True) if verdict.machine else case((too_soon, True), else_=false())
     detail = (
         literal(verdict.reason)

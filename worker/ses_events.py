@@ -19,10 +19,10 @@ from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from worker import delivery, subscribers
+from worker.db import upsert_dialect
 from worker.models import (
     Delivery,
     DeliveryState,
@@ -78,7 +78,7 @@ def apply_notification(
     """
     try:
         payload = json.loads(message)
-    except ValueError:
+    except (ValueError, RecursionError):
         return Applied(event_type="", ignored="the SNS Message is not JSON")
     if not isinstance(payload, dict):
         return Applied(event_type="", ignored="the SNS Message is not a JSON object")
@@ -179,8 +179,7 @@ def _record_once(session: Session, **values: object) -> bool:
     concurrent duplicate waits for the first transaction and then inserts nothing, and no
     savepoint is needed (pysqlite handles SAVEPOINT outside an explicit BEGIN badly).
     """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = upsert_dialect(session)
     statement = (
         insert(Event)
         .values(**values)

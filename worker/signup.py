@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlalchemy import Engine, or_, update
+from sqlmodel import Session, col, select
 
 from emails.render import render_confirmation
 from worker import subscribers, tracking
 from worker.config import Settings
-from worker.db import session_scope
+from worker.db import session_scope, upsert_dialect
 from worker.editions import footer_of
 from worker.models import Event, EventKind, Subscriber, SubscriberStatus
 from worker.transports.base import FailureKind, OutgoingMessage, Transport
@@ -31,6 +31,7 @@ RESEND_AFTER = timedelta(minutes=5)
 SEND_ATTEMPTS = 3
 RETRY_S = 1.0
 SUPPRESSED = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
+MAY_CONFIRM = (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED)
 
 
 @dataclass(frozen=True)
@@ -43,24 +44,37 @@ class ConfirmationDue:
     issued_at: datetime
 
 
-def _due(session: Session, subscriber: Subscriber, now: datetime) -> ConfirmationDue | None:
-    if subscriber.status == SubscriberStatus.ACTIVE or subscriber.status in SUPPRESSED:
-        return None  # already getting the newsletter, or an address we must not mail
-    if subscriber.confirm_sent_at is not None and now - subscriber.confirm_sent_at < RESEND_AFTER:
+def _due(session: Session, subscriber_id: int, now: datetime) -> ConfirmationDue | None:
+    """Book a confirmation mail, unless the address is active, suppressed or was mailed lately.
+
+    One conditional UPDATE books it, so two requests at once (a double click) book one mail.
+    """
+    booked = session.execute(
+        update(Subscriber)
+        .where(col(Subscriber.id) == subscriber_id)
+        .where(col(Subscriber.status).in_(MAY_CONFIRM))
+        .where(
+            or_(
+                col(Subscriber.confirm_sent_at).is_(None),
+                col(Subscriber.confirm_sent_at) <= now - RESEND_AFTER,
+            )
+        )
+        .values(confirm_sent_at=now)
+        .execution_options(synchronize_session="fetch")
+    )
+    if not booked.rowcount:  # type: ignore[attr-defined]
         return None
-    subscriber.confirm_sent_at = now
-    session.add(subscriber)
-    session.flush()
-    assert subscriber.id is not None
+    subscriber = session.get(Subscriber, subscriber_id)
+    assert subscriber is not None
     session.add(
         Event(
             kind=EventKind.SUBSCRIBE,
-            subscriber_id=subscriber.id,
+            subscriber_id=subscriber_id,
             at=now,
             detail=f"confirmation mail sent ({subscriber.status})",
         )
     )
-    return ConfirmationDue(subscriber.id, subscriber.email, subscriber.name, now)
+    return ConfirmationDue(subscriber_id, subscriber.email, subscriber.name, now)
 
 
 def request(
@@ -69,23 +83,25 @@ def request(
     """A sign-up from the web: a pending subscriber, and a confirmation mail if one is due.
 
     InputError for an address or name that is not valid; everything else answers the same.
+    Insert-or-ignore, so two sign-ups of a new address at once make one row, never an error.
     """
     email = subscribers.normalise_email(raw_email)
     clean = subscribers.clean_name(name)
-    subscriber = subscribers.find(session, email)
-    if subscriber is None:
-        subscriber = Subscriber(
+    session.execute(
+        upsert_dialect(session)(Subscriber)
+        .values(
             email=email, name=clean, status=SubscriberStatus.PENDING, source="web", created_at=now
         )
-        session.add(subscriber)
-        session.flush()
-    return _due(session, subscriber, now)
+        .on_conflict_do_nothing(index_elements=["email"])
+    )
+    subscriber_id = session.exec(select(Subscriber.id).where(Subscriber.email == email)).one()
+    assert subscriber_id is not None
+    return _due(session, subscriber_id, now)
 
 
 def resubscribe(session: Session, subscriber_id: int, *, now: datetime) -> ConfirmationDue | None:
     """From the unsubscribe page: the address is asked to confirm again before any issue goes."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    return None if subscriber is None else _due(session, subscriber, now)
+    return _due(session, subscriber_id, now)
 
 
 def cancel_mail(session: Session, subscriber_id: int) -> None:
@@ -106,28 +122,36 @@ class Confirmed(StrEnum):
 def confirm(
     session: Session, subscriber_id: int, *, issued_at: datetime, now: datetime
 ) -> Confirmed:
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return Confirmed.STALE
-    if subscriber.status == SubscriberStatus.ACTIVE:
-        return Confirmed.ALREADY
-    if subscriber.status in SUPPRESSED:
-        return Confirmed.REFUSED
     # A link made before the reader last left cannot bring them back; only a newer one can.
-    if subscriber.unsubscribed_at is not None and issued_at <= subscriber.unsubscribed_at:
-        return Confirmed.STALE
-    subscriber.status = SubscriberStatus.ACTIVE
-    subscriber.confirmed_at = now
-    session.add(subscriber)
-    session.add(
-        Event(
-            kind=EventKind.CONFIRM,
-            subscriber_id=subscriber_id,
-            at=now,
-            detail="confirmed by the reader",
-        )
+    # The condition is part of the UPDATE, so a bounce, complaint or unsubscribe landing at the
+    # same moment is never overwritten.
+    activated = subscribers.move(
+        session,
+        subscriber_id,
+        to=SubscriberStatus.ACTIVE,
+        only_from=MAY_CONFIRM,
+        also=or_(
+            col(Subscriber.unsubscribed_at).is_(None),
+            col(Subscriber.unsubscribed_at) < issued_at,
+        ),
+        confirmed_at=now,
     )
-    return Confirmed.ACTIVATED
+    if activated:
+        session.add(
+            Event(
+                kind=EventKind.CONFIRM,
+                subscriber_id=subscriber_id,
+                at=now,
+                detail="confirmed by the reader",
+            )
+        )
+        return Confirmed.ACTIVATED
+    status = status_of(session, subscriber_id)
+    if status == SubscriberStatus.ACTIVE:
+        return Confirmed.ALREADY
+    if status in SUPPRESSED:
+        return Confirmed.REFUSED
+    return Confirmed.STALE
 
 
 def status_of(session: Session, subscriber_id: int) -> SubscriberStatus | None:

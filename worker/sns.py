@@ -34,7 +34,10 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)  # a message stamped this far ahead of our
 FETCH_TIMEOUT_S = 5.0
 MAX_CERT_BYTES = 64 * 1024
 MAX_CACHED_CERTS = 32
-_SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+# sns.<region>.amazonaws.com with a real region's shape (us-east-1, us-gov-west-1,
+# cn-north-1, ap-southeast-2…): a looser pattern would also match S3 bucket hosts such as
+# sns.s3.amazonaws.com, which anyone owning a bucket named "sns" can serve files from.
+_SNS_HOST = re.compile(r"sns\.[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+\.amazonaws\.com(\.cn)?")
 
 CertFetcher = Callable[[str], bytes]
 """Fetch the PEM at an (already checked) URL; raise SnsUnreachable when it cannot be had."""
@@ -107,7 +110,7 @@ def parse_message(body: bytes) -> SnsMessage:
     """The SNS message in a request body, or SnsMalformed naming what is missing."""
     try:
         fields = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise SnsMalformed("body is not JSON") from None
     if not isinstance(fields, dict):
         raise SnsMalformed("body is not a JSON object")
@@ -165,7 +168,10 @@ def check_sns_url(url: str, *, what: str, pem: bool = False) -> None:
     if not (url.isascii() and url.isprintable()) or " " in url or "\\" in url:
         # urlsplit drops some of these silently; the HTTP client might read them otherwise.
         raise SnsRejected(f"{what} holds spaces, control or non-ASCII characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        raise SnsRejected(f"{what} is not an https URL on an SNS host") from None
     netloc = parts.netloc.lower().removesuffix(":443")
     if parts.scheme != "https" or not _SNS_HOST.fullmatch(netloc):
         raise SnsRejected(f"{what} is not an https URL on an SNS host")

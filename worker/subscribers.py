@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func
+from sqlalchemy import ColumnElement, delete, func, update
 from sqlmodel import Session, col, select
 
 from worker.errors import InputError, NotFoundError
@@ -33,6 +35,9 @@ def normalise_email(raw: str) -> str:
 
 def clean_name(raw: str | None) -> str:
     name = " ".join((raw or "").split())  # also removes CR/LF: a name goes into the To header
+    # Control characters (NUL is refused by PostgreSQL) and lone surrogates (not encodable).
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in name):
+        raise InputError("name contains control characters")
     if len(name) > MAX_NAME_CHARS:
         raise InputError(f"name is longer than {MAX_NAME_CHARS} characters")
     return name
@@ -151,11 +156,44 @@ def unsubscribe(session: Session, raw_email: str) -> Subscriber:
     subscriber = find(session, email)
     if subscriber is None:
         raise NotFoundError(f"{email} is not a subscriber")
-    if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
-        subscriber.status = SubscriberStatus.UNSUBSCRIBED
-        subscriber.unsubscribed_at = utcnow()
-        session.add(subscriber)
+    assert subscriber.id is not None
+    # A bounced or complained address keeps that status: "unsubscribed" would let it back in.
+    move(
+        session,
+        subscriber.id,
+        to=SubscriberStatus.UNSUBSCRIBED,
+        only_from=(SubscriberStatus.ACTIVE, SubscriberStatus.PENDING),
+        unsubscribed_at=utcnow(),
+    )
     return subscriber
+
+
+def move(
+    session: Session,
+    subscriber_id: int,
+    *,
+    to: SubscriberStatus,
+    only_from: Sequence[SubscriberStatus],
+    also: ColumnElement[bool] | None = None,
+    **stamps: datetime,
+) -> bool:
+    """One status change as a conditional UPDATE: True if this call made it.
+
+    Read-then-write would let a bounce or complaint landing in between be overwritten (a
+    "report spam and unsubscribe" click sends both at once); the condition makes the later
+    writer lose cleanly instead.
+    """
+    statement = (
+        update(Subscriber)
+        .where(col(Subscriber.id) == subscriber_id)
+        .where(col(Subscriber.status).in_(only_from))
+    )
+    if also is not None:
+        statement = statement.where(also)
+    result = session.execute(
+        statement.values(status=to, **stamps).execution_options(synchronize_session="fetch")
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def unsubscribe_by_link(session: Session, subscriber_id: int, delivery_id: int | None) -> bool:
@@ -163,16 +201,15 @@ def unsubscribe_by_link(session: Session, subscriber_id: int, delivery_id: int |
 
     Repeating it is harmless; a bounced or complained address keeps that stronger status.
     """
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None or subscriber.status not in (
-        SubscriberStatus.ACTIVE,
-        SubscriberStatus.PENDING,
+    now = utcnow()
+    if not move(
+        session,
+        subscriber_id,
+        to=SubscriberStatus.UNSUBSCRIBED,
+        only_from=(SubscriberStatus.ACTIVE, SubscriberStatus.PENDING),
+        unsubscribed_at=now,
     ):
         return False
-    now = utcnow()
-    subscriber.status = SubscriberStatus.UNSUBSCRIBED
-    subscriber.unsubscribed_at = now
-    session.add(subscriber)
     sent = session.get(Delivery, delivery_id) if delivery_id else None
     if sent is not None and sent.subscriber_id != subscriber_id:
         sent = None  # the token names another reader's delivery: keep the event unlinked
@@ -190,12 +227,13 @@ def unsubscribe_by_link(session: Session, subscriber_id: int, delivery_id: int |
 
 
 def forget(session: Session, raw_email: str) -> None:
-    """Erase an address and everything recorded about its deliveries (a data-deletion request)."""
+    """Erase an address and everything recorded about it (a data-deletion request)."""
     email = normalise_email(raw_email)
     subscriber = find(session, email)
     if subscriber is None:
         raise NotFoundError(f"{email} is not a subscriber")
     deliveries = select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
     session.execute(delete(Event).where(col(Event.delivery_id).in_(deliveries)))
+    session.execute(delete(Event).where(col(Event.subscriber_id) == subscriber.id))
     session.execute(delete(Delivery).where(col(Delivery.subscriber_id) == subscriber.id))
     session.delete(subscriber)

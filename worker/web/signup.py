@@ -112,7 +112,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
             return _json_answer(403, error="cross-site sign-up refused")
         try:
             fields = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return _json_answer(400, error="body is not valid JSON")
         if not isinstance(fields, dict):
             return _json_answer(400, error="body must be a JSON object with an email field")
