@@ -84,6 +84,18 @@ class MissedRunPolicy(StrEnum):
     SKIP = "skip"
 
 
+class FireOutcome(StrEnum):
+    """What became of one schedule's fire for one period."""
+
+    ENQUEUED = "enqueued"  # handed to the queue; prepare_edition has not reported yet
+    SENDING = "sending"  # the edition is ready and its send was started
+    AWAITING_APPROVAL = "awaiting_approval"  # a draft waits for an editor
+    NO_COMPARISON = "no_comparison"  # nothing was published that period: nothing sent
+    ALREADY_DONE = "already_done"  # the period's edition was sent (or stopped) before
+    SKIPPED = "skipped"  # an operator skipped the period
+    MISSED = "missed"  # the scheduler was down at the fire time and the policy is `skip`
+
+
 class Comparison(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     slug: str = Field(sa_column=Column(String(200), unique=True, nullable=False))
@@ -123,7 +135,43 @@ class Schedule(SQLModel, table=True):
         default=MissedRunPolicy.RUN_ONCE, sa_column=Column(String(20), nullable=False)
     )
     last_period_fired: str | None = Field(default=None, sa_column=Column(String(20)))
+    # How editions are grouped, one per period: only ISO weeks for now.
+    period: str = Field(
+        default="iso-week", sa_column=Column(String(20), nullable=False, server_default="iso-week")
+    )
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class ScheduleFire(SQLModel, table=True):
+    """One schedule's fire for one period: the row that makes a fire happen once.
+
+    Whichever scheduler inserts it enqueues the period's preparation; a second scheduler (or a
+    restart) finds it and does not. The outcome is written back by prepare_edition.
+    """
+
+    __tablename__ = "schedule_fire"
+    __table_args__ = (UniqueConstraint("schedule_id", "period_key", name="uq_fire_period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule_id: int = Field(foreign_key="schedule.id", index=True)
+    period_key: str = Field(sa_column=Column(String(20), nullable=False))
+    fire_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    outcome: FireOutcome = Field(sa_column=Column(String(30), nullable=False))
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    edition_id: int | None = Field(default=None, foreign_key="edition.id")
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class SchedulerBeat(SQLModel, table=True):
+    """A scheduler process's heartbeat, for `schedules status`."""
+
+    __tablename__ = "scheduler_beat"
+
+    instance: str = Field(sa_column=Column(String(120), primary_key=True))
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    seen_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    leader: bool = Field(default=False)
 
 
 class Edition(SQLModel, table=True):

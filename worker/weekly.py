@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from worker import comparisons, editions, subscribers
+from worker import comparisons, editions, fires, subscribers
 from worker.config import Settings
 from worker.db import session_scope
 from worker.models import (
@@ -17,6 +17,7 @@ from worker.models import (
     EditionStatus,
     Event,
     EventKind,
+    FireOutcome,
     Schedule,
     SubscriberStatus,
     utcnow,
@@ -90,17 +91,50 @@ def prepare_week(
         return _prepare(session, settings, schedule, period, dry_run=dry_run)
 
 
+_FIRE_OUTCOME = {
+    Outcome.READY: FireOutcome.SENDING,
+    Outcome.ALREADY_SENT: FireOutcome.ALREADY_DONE,
+    Outcome.NO_COMPARISON: FireOutcome.NO_COMPARISON,
+    Outcome.AWAITING_APPROVAL: FireOutcome.AWAITING_APPROVAL,
+    Outcome.PAUSED: FireOutcome.ALREADY_DONE,
+    Outcome.CANCELLED: FireOutcome.ALREADY_DONE,
+}
+
+
 def prepare_period(
     engine: Engine, settings: Settings, schedule_id: int, period_key: str
 ) -> int | None:
-    """For the scheduler's prepare_edition: the edition's id when it is ready to send."""
+    """For the scheduler's prepare_edition: the edition's id when it is ready to send.
+
+    What became of the fire is written to its fire row in the same transaction. A period an
+    operator skipped is left alone, even if a fire for it was already on the queue.
+    """
     with session_scope(engine) as session:
         schedule = session.get(Schedule, schedule_id)
         if schedule is None:
             return None
+        fire = fires.find(session, schedule_id, period_key)
+        if fire is not None and fire.outcome == FireOutcome.SKIPPED:
+            return None
         result = _prepare(
             session, settings, schedule, iso_week(period_key, schedule.timezone), dry_run=False
         )
-    if result.outcome != Outcome.READY or result.edition is None:
+        edition_id = result.edition.id if result.edition is not None else None
+        detail = {
+            Outcome.NO_COMPARISON: f"no comparison published in {period_key}: nothing sent",
+            Outcome.AWAITING_APPROVAL: f"edition {edition_id} waits for approval",
+            Outcome.PAUSED: f"edition {edition_id} is paused",
+            Outcome.CANCELLED: f"edition {edition_id} was cancelled",
+        }.get(result.outcome, "")
+        fires.record(
+            session,
+            schedule_id,
+            period_key,
+            outcome=_FIRE_OUTCOME[result.outcome],
+            detail=detail,
+            edition_id=edition_id,
+            fire_at=fire.fire_at if fire is not None else None,
+        )
+    if result.outcome != Outcome.READY or edition_id is None:
         return None
-    return result.edition.id
+    return edition_id

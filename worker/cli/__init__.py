@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import content, people, sends
+from worker.cli import content, people, schedules, sends
 
 app = typer.Typer(
     help="Verdicts Mailer: turns the week's newest AI tool comparison into an email and sends it.",
@@ -16,6 +16,7 @@ app.add_typer(content.comparisons_app, name="comparisons")
 app.add_typer(people.subscribers_app, name="subscribers")
 app.add_typer(sends.editions_app, name="editions")
 app.add_typer(sends.deliveries_app, name="deliveries")
+app.add_typer(schedules.schedules_app, name="schedules")
 app.command("preview")(content.preview)
 app.command("send-weekly")(sends.send_weekly)
 

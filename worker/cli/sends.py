@@ -132,7 +132,7 @@ def _report_end(settings: Settings, engine: Engine, edition_id: int, label: str)
         out.print(f"messages written to {settings.outbox_path.resolve()}")
 
 
-def _carry_on(settings: Settings, engine: Engine, edition_id: int) -> None:
+def carry_on(settings: Settings, engine: Engine, edition_id: int) -> None:
     """After an operator's action: send what is pending now (in-process) or hand it to workers."""
     if _drive(settings, engine, edition_id, wait=False):
         _report_end(settings, engine, edition_id, f"edition {edition_id}")
@@ -213,7 +213,7 @@ def editions_approve(edition_id: int = typer.Argument(..., metavar="ID")) -> Non
     with opened() as (settings, engine):
         edition = control.approve(engine, edition_id, by=getpass.getuser())
         _steered(edition, "approved")
-        _carry_on(settings, engine, edition_id)
+        carry_on(settings, engine, edition_id)
 
 
 @editions_app.command("pause")
@@ -230,7 +230,7 @@ def editions_resume(edition_id: int = typer.Argument(..., metavar="ID")) -> None
     """Carry on a paused edition: every pending delivery, none twice."""
     with opened() as (settings, engine):
         _steered(control.resume(engine, edition_id), "resumed")
-        _carry_on(settings, engine, edition_id)
+        carry_on(settings, engine, edition_id)
 
 
 @editions_app.command("cancel")
@@ -265,4 +265,4 @@ def deliveries_uncertain(
         moved = control.resolve_uncertain(engine, edition_id, resend=resend)
         out.print(f"{moved} deliveries {'queued again' if resend else 'marked sent'}")
         if resend and moved:
-            _carry_on(settings, engine, edition_id)
+            carry_on(settings, engine, edition_id)
