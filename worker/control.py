@@ -6,7 +6,7 @@ Each is one conditional status change; the caller enqueues start_send where a se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
@@ -15,7 +15,18 @@ from worker import delivery, engagement
 from worker.db import session_scope
 from worker.engagement import Engagement
 from worker.errors import InputError, NotFoundError
-from worker.models import Delivery, DeliveryState, Edition, EditionStatus, Subscriber, utcnow
+from worker.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    EditionStatus,
+    FireOutcome,
+    Schedule,
+    ScheduleFire,
+    Subscriber,
+    utcnow,
+)
+from worker.periods import iso_week
 
 RATE_WINDOW_S = 10
 
@@ -178,3 +189,35 @@ def resolve_uncertain(engine: Engine, edition_id: int, *, resend: bool) -> int:
                 session, edition_id, to=EditionStatus.SENDING, only_from=[EditionStatus.SENT]
             )
     return moved
+
+
+def week_over(session: Session, edition: Edition, now: datetime | None = None) -> bool:
+    """Whether the week an edition belongs to has ended (in its schedule's zone)."""
+    schedule = session.get(Schedule, edition.schedule_id)
+    zone_name = schedule.timezone if schedule is not None else "UTC"
+    return (now or utcnow()) >= iso_week(edition.period_key, zone_name).end_utc
+
+
+@dataclass(frozen=True)
+class QuietWeek:
+    schedule: str
+    period_key: str
+    outcome: FireOutcome
+    detail: str
+
+
+QUIET = (FireOutcome.NO_COMPARISON, FireOutcome.MISSED, FireOutcome.SKIPPED)
+
+
+def quiet_weeks(session: Session, limit: int = 10) -> list[QuietWeek]:
+    """Recent weeks a schedule fired (or would have) and nothing was sent, with the reason."""
+    rows = session.exec(
+        select(Schedule.name, ScheduleFire.period_key, ScheduleFire.outcome, ScheduleFire.detail)
+        .join(Schedule, col(Schedule.id) == col(ScheduleFire.schedule_id))
+        .where(col(ScheduleFire.outcome).in_(QUIET))
+        .order_by(col(ScheduleFire.fire_at).desc())
+        .limit(limit)
+    )
+    return [
+        QuietWeek(name, key, FireOutcome(outcome), detail) for name, key, outcome, detail in rows
+    ]

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from worker import control, db, editions, runner, runtime, weekly
 from worker.cli.common import EXIT_NO_COMPARISON, err, fail, friendly, opened, out, print_json
 from worker.config import Settings
-from worker.models import DeliveryState, Edition
+from worker.models import DeliveryState, Edition, EditionStatus
 
 editions_app = typer.Typer(help="Watch and steer editions (one per week).", no_args_is_help=True)
 deliveries_app = typer.Typer(help="Settle deliveries that need an operator.", no_args_is_help=True)
@@ -155,16 +155,31 @@ def _edition_json(edition: Edition) -> dict[str, Any]:
 @editions_app.command("list")
 @friendly
 def editions_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Every edition, newest first."""
+    """Every edition, newest first; drafts whose week is over are flagged (they were not sent),
+    and recent weeks that sent nothing are listed with the reason."""
     with opened() as (_, engine), db.session_scope(engine) as session:
-        rows = editions.list_editions(session)
+        rows = [(row, control.week_over(session, row)) for row in editions.list_editions(session)]
+        quiet = control.quiet_weeks(session)
     if as_json:
-        print_json([_edition_json(row) for row in rows])
+        print_json(
+            [
+                {
+                    **_edition_json(row),
+                    "week_over_unsent": over and row.status == EditionStatus.DRAFT,
+                }
+                for row, over in rows
+            ]
+        )
         return
     table = Table("id", "week", "status", "subject")
-    for row in rows:
-        table.add_row(str(row.id), row.period_key, row.status, row.subject)
+    for row, over in rows:
+        status = str(row.status)
+        if over and row.status == EditionStatus.DRAFT:
+            status = "draft · week over, not sent"
+        table.add_row(str(row.id), row.period_key, status, row.subject)
     out.print(table)
+    for week in quiet:
+        out.print(f"{week.period_key} {week.schedule}: {week.outcome} {week.detail}".rstrip())
 
 
 @editions_app.command("show")
@@ -213,6 +228,13 @@ def editions_approve(edition_id: int = typer.Argument(..., metavar="ID")) -> Non
     with opened() as (settings, engine):
         edition = control.approve(engine, edition_id, by=getpass.getuser())
         _steered(edition, "approved")
+        with db.session_scope(engine) as session:
+            late = control.week_over(session, edition)
+        if late:
+            err.print(
+                f"[yellow]note:[/yellow] week {edition.period_key} is over: this edition goes "
+                "out late, because you approved it now"
+            )
         carry_on(settings, engine, edition_id)
 
 
