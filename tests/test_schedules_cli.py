@@ -4,10 +4,15 @@ would (the embedded setup in a temp folder)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from typer.testing import CliRunner, Result
 
 from schedules import firing
@@ -139,3 +144,33 @@ def test_status_reports_schedulers_and_last_fires() -> None:
     (row,) = status["schedules"]
     assert row["schedule"] == "w" and row["last_outcome"] == "enqueued"
     assert "no scheduler seen" in ok("schedules", "status").stdout
+
+
+@pytest.mark.parametrize(("missed", "sent"), [("run-once", 1), ("skip", 0)])
+def test_a_scheduler_started_after_the_fire_time_fires_once_or_not_by_policy(
+    tmp_path: Path, missed: str, sent: int
+) -> None:
+    """The scheduler process itself, on the embedded setup (no Redis: it sends in-process)."""
+    ok("db", "upgrade")
+    ok("comparisons", "import", str(EXAMPLE))
+    ok("subscribers", "add", "ada@example.com")
+    ok("schedules", "add", "w", "--cron", "0 16 * * FRI", "--tz", "UTC", "--missed", missed)
+    engine = db.make_engine(get_settings())
+    with db.session_scope(engine) as session:
+        session.execute(update(Schedule).values(created_at=datetime(2026, 11, 1, tzinfo=UTC)))
+    engine.dispose()
+    clock = tmp_path / "clock.txt"
+    clock.write_text("2026-11-21T10:00:00+00:00")  # Saturday: the Friday fire time has passed
+    env = {**os.environ, "VAR_DIR": str(Path("var").resolve()), "POSTAL_ADDRESS": "1 Street"}
+    for _ in range(2):  # started twice in the same week: still at most one fire
+        done = subprocess.run(
+            [sys.executable, "-m", "schedules", "--once", "--clock-file", str(clock)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+    assert len(list(Path("var", "outbox").glob("*.eml"))) == sent
+    (fire,) = json.loads(ok("schedules", "show", "w", "--json").stdout)["fires"]
+    assert fire["outcome"] == ("sending" if sent else "missed")
