@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 EMULATOR := tools/ses-emulator/node_modules/.package-lock.json
 
-.PHONY: install demo test bench lint system-deps ses-emulator clean
+.PHONY: install demo web test bench bench-deps lint system-deps ses-emulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: install
 	@echo
 	@echo "Done. The emails are .eml files in $(CURDIR)/var/outbox/ (open one in a mail client),"
 	@echo "and 'newsletter preview --week 2026-W47 --out var/preview' writes the HTML to open in a browser."
+	@echo "'make web' serves the pages their links lead to at http://localhost:8000."
+
+# The readers' web pages (subscribe, confirm, unsubscribe, archive, tracking) on this machine.
+web: install
+	$(BIN)/uvicorn worker.web:create_app --factory --host 127.0.0.1 --port 8000
 
 # Debian packages the browser tests need (root installs them; otherwise say what is missing).
 system-deps:
@@ -42,11 +47,17 @@ ses-emulator: system-deps $(EMULATOR)
 test: install system-deps ses-emulator
 	$(BIN)/pytest
 
+# Debian packages the benchmarks need (wrk for the tracking figures).
+bench-deps:
+	@bash scripts/bench-deps.sh
+
 # The render figures need nothing; the queue figures need PostgreSQL and Redis (as the tests do)
-# and start the SES emulator and two worker processes themselves.
-bench: install ses-emulator
+# and start the SES emulator and two worker processes themselves; the tracking figures need
+# PostgreSQL and wrk, and start the web app (uvicorn, two worker processes) themselves.
+bench: install ses-emulator bench-deps
 	$(BIN)/python benchmarks/render_and_build.py
 	$(BIN)/python benchmarks/queue_bench.py
+	$(BIN)/python benchmarks/tracking_bench.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ from worker.config import Settings
 from worker.errors import SchemaOutOfDateError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+POSTGRES_POOL_SIZE = 20  # connections kept per process (web, worker or CLI), at most
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -28,7 +29,11 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A busy web process has up to 40 handler threads wanting a connection. QueuePool's default
+    # keeps 5 and closes any extra one on return, so under load many requests paid for a new
+    # PostgreSQL connection (a server process fork and a login). Keeping POSTGRES_POOL_SIZE
+    # open, and no more, makes the rest wait for a free one instead.
+    return create_engine(url, pool_pre_ping=True, pool_size=POSTGRES_POOL_SIZE, max_overflow=0)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:

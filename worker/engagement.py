@@ -12,8 +12,23 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
-from sqlalchemy import ColumnElement, Engine, and_, case, false, func, insert, literal, select
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Engine,
+    Insert,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    insert,
+    select,
+)
 from sqlmodel import Session, col
 
 from worker.models import Delivery, Event, EventKind, UTCDateTime
@@ -74,28 +89,54 @@ def record(
     sending" test compares with that row's sent_at, so a request costs one round trip.
     """
     verdict = judge(user_agent, client_ip)
+    values = {
+        "delivery_id": delivery_id,
+        "kind": kind.value,
+        "at": now,
+        "url": url,
+        "user_agent": user_agent[:MAX_AGENT_CHARS],
+        "machine_by_agent": verdict.machine,
+        "agent_reason": verdict.reason,
+        "scan_window_start": now - MACHINE_WINDOW,
+    }
+    # Autocommit: the INSERT…SELECT is atomic on its own, and the BEGIN and COMMIT a transaction
+    # would add are two more round trips on the hottest path the web app has.
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection.execute(_event_insert(), values).rowcount == 1
+
+
+@cache
+def _event_insert() -> Insert:
+    """`record`'s statement, built once: per request only the bound values change.
+
+    Building it on every call, with the cache key SQLAlchemy then derives from it, took about
+    half of `record`'s CPU time (≈0.25 ms), a cost the pixel and link endpoints paid per hit.
+    """
     # Measured from the claim while the send is not yet recorded: a gateway can fetch before
     # the sender has written down that the message left.
     left_at = func.coalesce(col(Delivery.sent_at), col(Delivery.claimed_at))
-    too_soon = and_(left_at.is_not(None), left_at > literal(now - MACHINE_WINDOW, UTCDateTime()))
-    machine = literal(True) if verdict.machine else case((too_soon, True), else_=false())
-    detail = (
-        literal(verdict.reason)
-        if verdict.machine
-        else case((too_soon, "within seconds of sending"), else_="")
+    too_soon = and_(
+        left_at.is_not(None),
+        left_at > bindparam("scan_window_start", type_=UTCDateTime()),
     )
+    by_agent = bindparam("machine_by_agent", type_=Boolean())
     rows = select(
         col(Delivery.id),
         col(Delivery.edition_id),
         col(Delivery.subscriber_id),
-        literal(kind.value),
-        literal(now, UTCDateTime()),
-        literal(url),
-        literal(user_agent[:MAX_AGENT_CHARS]),
-        machine,
-        detail,
-    ).where(col(Delivery.id) == delivery_id)
-    statement = insert(Event).from_select(
+        bindparam("kind", type_=String()),
+        bindparam("at", type_=UTCDateTime()),
+        bindparam("url", type_=Text()),
+        bindparam("user_agent", type_=Text()),
+        case((by_agent, True), (too_soon, True), else_=false()),
+        case(
+            (by_agent, bindparam("agent_reason", type_=Text())),
+            (too_soon, "within seconds of sending"),
+            else_="",
+        ),
+    ).where(col(Delivery.id) == bindparam("delivery_id"))
+    return insert(Event).from_select(
         [
             "delivery_id",
             "edition_id",
@@ -109,8 +150,6 @@ def record(
         ],
         rows,
     )
-    with engine.begin() as connection:
-        return connection.execute(statement).rowcount == 1
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -22,36 +24,45 @@ PIXEL = bytes.fromhex(
 NO_STORE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referrer"}
 
 
-def _record(request: Request, kind: EventKind, delivery_id: int, url: str | None = None) -> None:
-    """Record, but never let a database hiccup break an image or a reader's link."""
+async def _record(
+    request: Request, kind: EventKind, delivery_id: int, url: str | None = None
+) -> None:
+    """Record before answering, but never let a database hiccup break an image or a link.
+
+    The insert runs on the app's few event-writer threads rather than the 40 threads sync
+    handlers share: fewer threads fighting over the interpreter makes the slowest answers
+    (p99) much faster under load.
+    """
+    write = partial(
+        engagement.record,
+        request.app.state.engine,
+        kind=kind,
+        delivery_id=delivery_id,
+        user_agent=request.headers.get("user-agent", ""),
+        client_ip=request.client.host if request.client else None,
+        now=utcnow(),
+        url=url,
+    )
     try:
-        engagement.record(
-            request.app.state.engine,
-            kind=kind,
-            delivery_id=delivery_id,
-            user_agent=request.headers.get("user-agent", ""),
-            client_ip=request.client.host if request.client else None,
-            now=utcnow(),
-            url=url,
-        )
+        await asyncio.get_running_loop().run_in_executor(request.app.state.event_writers, write)
     except SQLAlchemyError:
         log.exception("could not record a %s for delivery %s", kind.value, delivery_id)
 
 
 @router.get("/o/{token}.gif")
-def open_pixel(request: Request, token: str) -> Response:
+async def open_pixel(request: Request, token: str) -> Response:
     """Always the image, whatever the token: a broken image would tell nobody anything useful."""
     try:
         delivery_id = tracking.read_open_token(request.app.state.settings.signing_key(), token)
     except tracking.InvalidToken:
         delivery_id = None
     if delivery_id is not None:
-        _record(request, EventKind.OPEN, delivery_id)
+        await _record(request, EventKind.OPEN, delivery_id)
     return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
 
 @router.get("/c/{token}")
-def click(request: Request, token: str) -> Response:
+async def click(request: Request, token: str) -> Response:
     """Redirect to the target sealed in the token; an unsigned or edited one goes nowhere."""
     try:
         delivery_id, url = tracking.read_click_token(
@@ -59,5 +70,5 @@ def click(request: Request, token: str) -> Response:
         )
     except tracking.InvalidToken:
         return page(request, "invalid_link.html", status=400)
-    _record(request, EventKind.CLICK, delivery_id, url)
+    await _record(request, EventKind.CLICK, delivery_id, url)
     return RedirectResponse(url, status_code=302, headers=NO_STORE)
