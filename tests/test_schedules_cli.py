@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -174,3 +176,40 @@ def test_a_scheduler_started_after_the_fire_time_fires_once_or_not_by_policy(
     assert len(list(Path("var", "outbox").glob("*.eml"))) == sent
     (fire,) = json.loads(ok("schedules", "show", "w", "--json").stdout)["fires"]
     assert fire["outcome"] == ("sending" if sent else "missed")
+
+
+def test_the_scheduler_process_beats_picks_up_a_new_schedule_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    ok("db", "upgrade")
+    env = {**os.environ, "VAR_DIR": str(Path("var").resolve())}
+    clock = tmp_path / "clock.txt"  # a day ahead: the new schedule's fire times are past
+    clock.write_text((datetime.now(UTC) + timedelta(days=1)).isoformat())
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "schedules", "--tick-s", "0.2", "--clock-file", str(clock)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and not json.loads(ok("schedules", "status", "--json").stdout)["schedulers"]
+        ):
+            time.sleep(0.2)
+        (beat,) = json.loads(ok("schedules", "status", "--json").stdout)["schedulers"]
+        assert beat["leader"] is True  # no Redis: every scheduler acts
+        # Added while it runs: fired at its next tick, without a restart.
+        ok("schedules", "add", "w", "--cron", "* * * * *", "--tz", "UTC")
+        while (
+            time.monotonic() < deadline
+            and not json.loads(ok("schedules", "show", "w", "--json").stdout)["fires"]
+        ):
+            time.sleep(0.2)
+    finally:
+        scheduler.send_signal(signal.SIGTERM)
+        output = scheduler.communicate(timeout=30)[0].decode()
+    assert scheduler.returncode == 0, output
+    assert "stopped" in output
+    assert json.loads(ok("schedules", "show", "w", "--json").stdout)["fires"]
