@@ -96,6 +96,24 @@ class FireOutcome(StrEnum):
     MISSED = "missed"  # the scheduler was down at the fire time and the policy is `skip`
 
 
+class Role(StrEnum):
+    EDITOR = "editor"  # previews, edits drafts, sends tests, approves
+    OPERATOR = "operator"  # all an editor does, and steers sends
+
+
+class User(SQLModel, table=True):
+    """Someone who signs in to /admin."""
+
+    __tablename__ = "admin_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(320), unique=True, nullable=False))
+    role: Role = Field(sa_column=Column(String(20), nullable=False))
+    password_hash: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    last_login_at: datetime | None = _utc()
+
+
 class Comparison(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     slug: str = Field(sa_column=Column(String(200), unique=True, nullable=False))
