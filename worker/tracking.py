@@ -23,6 +23,7 @@ class Purpose(StrEnum):
     OPEN = "open"
     CLICK = "click"
     CSRF = "csrf"
+    SESSION = "session"
 
 
 class InvalidToken(ValueError):

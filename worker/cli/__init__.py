@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from worker.cli import content, people, schedules, sends
+from worker.cli import content, people, schedules, sends, stats, users
 
 app = typer.Typer(
     help="Verdicts Mailer: turns the week's newest AI tool comparison into an email and sends it.",
@@ -17,7 +17,9 @@ app.add_typer(people.subscribers_app, name="subscribers")
 app.add_typer(sends.editions_app, name="editions")
 app.add_typer(sends.deliveries_app, name="deliveries")
 app.add_typer(schedules.schedules_app, name="schedules")
+app.add_typer(users.users_app, name="users")
 app.command("preview")(content.preview)
 app.command("send-weekly")(sends.send_weekly)
+app.command("stats")(stats.stats)
 
 __all__ = ["app"]

@@ -14,7 +14,7 @@ from worker.abuse import AttemptLimiter, LocalAttempts, RedisAttempts
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
 from worker.transports import make_transport
-from worker.web import archive, engagement, hooks, public, signup
+from worker.web import admin, archive, engagement, hooks, public, signup
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.transport = make_transport(settings)  # confirmation mails
     app.state.signup_attempts = signup_limiter(settings)
+    app.state.login_attempts = attempt_limiter(
+        settings, limit=LOGIN_ATTEMPTS, window_s=LOGIN_WINDOW_S, name="login"
+    )
     # Open and click events are written by a few threads of their own (see web.engagement);
     # a request waits for its event, so a graceful stop loses none.
     app.state.event_writers = ThreadPoolExecutor(EVENT_WRITERS, thread_name_prefix="events")
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(signup.router)
     app.include_router(archive.router)
     app.include_router(hooks.router)
+    app.include_router(admin.router)
     return app
 
 
@@ -57,13 +61,20 @@ async def _settled(_: FastAPI) -> AsyncIterator[None]:
 
 
 SIGNUP_WINDOW_S = 3600
+LOGIN_ATTEMPTS = 10  # per client address and per account, per window
+LOGIN_WINDOW_S = 900
 EVENT_WRITERS = 8
 
 
 def signup_limiter(settings: Settings) -> AttemptLimiter:
     """Sign-ups per client address per hour, shared by all web processes when Redis is there."""
-    limit = settings.subscribe_limit_per_hour
+    return attempt_limiter(
+        settings, limit=settings.subscribe_limit_per_hour, window_s=SIGNUP_WINDOW_S, name="signup"
+    )
+
+
+def attempt_limiter(settings: Settings, *, limit: int, window_s: int, name: str) -> AttemptLimiter:
     if settings.redis_url:
         client = redis.Redis.from_url(settings.redis_url)
-        return RedisAttempts(client, limit, SIGNUP_WINDOW_S, prefix="verdicts:signup")
-    return LocalAttempts(limit, SIGNUP_WINDOW_S)
+        return RedisAttempts(client, limit, window_s, prefix=f"verdicts:{name}")
+    return LocalAttempts(limit, window_s)
