@@ -29,7 +29,7 @@ def free_port() -> int:
 class LiveSite:
     """The web app served by uvicorn in a thread, on the embedded SQLite and outbox defaults."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, **overrides: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.settings = Settings(
@@ -39,6 +39,7 @@ class LiveSite:
             PUBLIC_BASE_URL=self.base,
             POSTAL_ADDRESS="1 Test Street, Testville",
             FROM_ADDRESS="Weekly AI Tool Verdicts <verdicts@example.org>",
+            **overrides,
         )
         self.app = create_app(self.settings)
         self.engine: Engine = self.app.state.engine
