@@ -8,6 +8,7 @@ import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from sqlalchemy import Engine
@@ -32,15 +33,15 @@ class LiveSite:
     def __init__(self, tmp_path: Path, **overrides: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.settings = Settings(
-            _env_file=None,
-            VAR_DIR=str(tmp_path / "var"),
-            SECRET_KEY="browser-test-key",
-            PUBLIC_BASE_URL=self.base,
-            POSTAL_ADDRESS="1 Test Street, Testville",
-            FROM_ADDRESS="Weekly AI Tool Verdicts <verdicts@example.org>",
+        values: dict[str, Any] = {
+            "VAR_DIR": str(tmp_path / "var"),
+            "SECRET_KEY": "browser-test-key",
+            "PUBLIC_BASE_URL": self.base,
+            "POSTAL_ADDRESS": "1 Test Street, Testville",
+            "FROM_ADDRESS": "Weekly AI Tool Verdicts <verdicts@example.org>",
             **overrides,
-        )
+        }
+        self.settings = Settings(_env_file=None, **values)
         self.app = create_app(self.settings)
         self.engine: Engine = self.app.state.engine
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
