@@ -32,6 +32,9 @@ ROUTES = [
     ("POST", "/admin/editions/1/resume"),
     ("POST", "/admin/editions/1/cancel"),
     ("POST", "/admin/logout"),
+    ("GET", "/admin/subscribers"),
+    ("GET", "/admin/subscribers.csv"),
+    ("POST", "/admin/subscribers/import"),
 ]
 
 
@@ -232,3 +235,55 @@ def test_users_are_added_from_the_cli_with_a_password_from_stdin() -> None:
     assert again.exit_code == 2 and "already has an admin account" in again.stderr
     listed = runner.invoke(app, ["users", "list", "--json"])
     assert '"role": "operator"' in listed.stdout
+
+
+# --- subscribers ---------------------------------------------------------------------------------
+
+
+def test_subscribers_page_searches_filters_and_counts(site: Site) -> None:
+    site.sign_in("editor@example.com")
+    page = site.client.get("/admin/subscribers").text
+    assert "2 in all" in page and "active 2" in page
+    found = site.client.get("/admin/subscribers", params={"q": "GRACE"}).text
+    assert "grace@example.com" in found and "ada@example.com" not in found
+    none = site.client.get("/admin/subscribers", params={"status": "bounced"}).text
+    assert "Nobody matches." in none
+    odd = site.client.get("/admin/subscribers", params={"status": "nonsense", "page": "-3"})
+    assert odd.status_code == 200
+
+
+def test_csv_import_reports_row_by_row_and_only_operators_may(engine: Engine, site: Site) -> None:
+    upload = "email,name\nnew@example.com,New\nnot-an-address,X\nada@example.com,Ada\n"
+    site.sign_in("editor@example.com")
+    refused = site.client.post(
+        "/admin/subscribers/import",
+        data={"csrf_token": site.csrf("/admin/subscribers")},
+        files={"file": ("readers.csv", upload, "text/csv")},
+    )
+    assert refused.status_code == 403
+    site.sign_in("operator@example.com")
+    answer = site.client.post(
+        "/admin/subscribers/import",
+        data={"csrf_token": site.csrf("/admin/subscribers")},
+        files={"file": ("readers.csv", upload, "text/csv")},
+    )
+    assert answer.status_code == 200
+    assert "1 added, 1 duplicates skipped" in answer.text and "line 3:" in answer.text
+    bad = site.client.post(
+        "/admin/subscribers/import",
+        data={"csrf_token": site.csrf("/admin/subscribers")},
+        files={"file": ("x.csv", b"\xff\xfe\x00bad", "text/csv")},
+    )
+    assert bad.status_code == 422 and "not UTF-8" in bad.text
+
+
+def test_csv_export_lists_every_subscriber(site: Site) -> None:
+    site.sign_in("editor@example.com")
+    answer = site.client.get("/admin/subscribers.csv")
+    assert answer.headers["content-type"].startswith("text/csv")
+    lines = answer.text.strip().splitlines()
+    assert lines[0] == "email,name,status,created_at"
+    assert sorted(line.split(",")[0] for line in lines[1:]) == [
+        "ada@example.com",
+        "grace@example.com",
+    ]

@@ -95,6 +95,11 @@ def import_csv(session: Session, path: Path) -> ImportReport:
         raise InputError(f"{path}: not UTF-8 text") from None
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from None
+    return import_text(session, text, source=path.name)
+
+
+def import_text(session: Session, text: str, *, source: str) -> ImportReport:
+    """import_csv for text already read (an upload): the same rules, the same report."""
     report = ImportReport()
     seen: set[str] = set()
     now = utcnow()
@@ -128,7 +133,7 @@ def import_csv(session: Session, path: Path) -> ImportReport:
                 email=email,
                 name=name,
                 status=SubscriberStatus.ACTIVE,
-                source=f"import:{path.name}",
+                source=f"import:{source}",
                 created_at=now,
                 confirmed_at=now,
             )
@@ -143,6 +148,32 @@ def list_subscribers(session: Session, status: SubscriberStatus | None) -> list[
     if status is not None:
         statement = statement.where(Subscriber.status == status)
     return list(session.exec(statement))
+
+
+def search(
+    session: Session, *, text: str, status: SubscriberStatus | None, limit: int, offset: int
+) -> list[Subscriber]:
+    """Subscribers whose address or name contains `text`, by id, one page at a time."""
+    statement = select(Subscriber).order_by(col(Subscriber.id)).limit(limit).offset(offset)
+    if status is not None:
+        statement = statement.where(Subscriber.status == status)
+    if text.strip():
+        pattern = f"%{text.strip().lower()}%"
+        statement = statement.where(
+            col(Subscriber.email).like(pattern) | func.lower(col(Subscriber.name)).like(pattern)
+        )
+    return list(session.exec(statement))
+
+
+def export_rows(session: Session) -> Iterable[tuple[str, str, str, str]]:
+    """email, name, status, created (ISO) for every subscriber, streamed in id order."""
+    rows = session.exec(
+        select(Subscriber.email, Subscriber.name, Subscriber.status, Subscriber.created_at)
+        .order_by(col(Subscriber.id))
+        .execution_options(yield_per=1000)
+    )
+    for email, name, status, created in rows:
+        yield email, name, str(status), created.isoformat()
 
 
 def count_by_status(session: Session) -> dict[str, int]:

@@ -14,7 +14,7 @@ from worker.abuse import AttemptLimiter, LocalAttempts, RedisAttempts
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
 from worker.transports import make_transport
-from worker.web import admin, archive, engagement, hooks, public, signup
+from worker.web import admin, admin_subscribers, archive, engagement, hooks, public, signup
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(archive.router)
     app.include_router(hooks.router)
     app.include_router(admin.router)
+    app.include_router(admin_subscribers.router)
     return app
 
 

@@ -23,29 +23,29 @@ router = APIRouter(prefix="/admin")
 LIVE = (EditionStatus.APPROVED, EditionStatus.SENDING, EditionStatus.PAUSED)
 
 
-def _render(
-    request: Request, admin: auth.Admin, name: str, status: int = 200, **context: Any
+def render(
+    request: Request, admin: auth.Admin, name: str, status_code: int = 200, **context: Any
 ) -> Response:
     return page(
         request,
         f"admin/{name}",
-        status=status,
+        status=status_code,
         admin=admin,
         csrf_token=auth.csrf_token(request, admin),
         **context,
     )
 
 
-async def _form(request: Request) -> dict[str, Any]:
+async def read_form(request: Request) -> dict[str, Any]:
     return dict(await request.form())
 
 
-async def _acting(request: Request, *, operator: bool, what: str) -> auth.Admin | Response:
+async def acting(request: Request, *, operator: bool, what: str) -> auth.Admin | Response:
     """The signed-in admin allowed to do `what` with a valid CSRF token; else the answer."""
     admin = auth.signed_in(request)
     if admin is None:
         return auth.to_login(request)
-    if not auth.csrf_ok(request, admin, (await _form(request)).get(auth.CSRF_FIELD)):
+    if not auth.csrf_ok(request, admin, (await read_form(request)).get(auth.CSRF_FIELD)):
         return page(
             request,
             "admin/message.html",
@@ -59,7 +59,7 @@ async def _acting(request: Request, *, operator: bool, what: str) -> auth.Admin 
     return admin
 
 
-def _viewer(request: Request) -> auth.Admin | Response:
+def viewer(request: Request) -> auth.Admin | Response:
     admin = auth.signed_in(request)
     return admin if admin is not None else auth.to_login(request)
 
@@ -81,7 +81,7 @@ def _safe_next(target: str) -> str:
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    fields = await _form(request)
+    fields = await read_form(request)
     target = _safe_next(str(fields.get("next", "/admin")))
     client = request.client.host if request.client else "unknown"
     email = str(fields.get("email", ""))
@@ -111,9 +111,9 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    acting = await _acting(request, operator=False, what="sign out")
-    if isinstance(acting, Response):
-        return acting
+    who = await acting(request, operator=False, what="sign out")
+    if isinstance(who, Response):
+        return who
     response = RedirectResponse("/admin/login", status_code=303)
     auth.end_session(response)
     return response
@@ -124,7 +124,7 @@ async def logout(request: Request) -> Response:
 
 @router.get("")
 def dashboard(request: Request) -> Response:
-    admin = _viewer(request)
+    admin = viewer(request)
     if isinstance(admin, Response):
         return admin
     now = utcnow()
@@ -143,7 +143,7 @@ def dashboard(request: Request) -> Response:
     report = (
         control.report(request.app.state.engine, current.id) if current and current.id else None
     )
-    return _render(
+    return render(
         request,
         admin,
         "dashboard.html",
@@ -156,7 +156,7 @@ def dashboard(request: Request) -> Response:
 
 @router.get("/editions")
 def editions_page(request: Request) -> Response:
-    admin = _viewer(request)
+    admin = viewer(request)
     if isinstance(admin, Response):
         return admin
     with session_scope(request.app.state.engine) as session:
@@ -164,29 +164,29 @@ def editions_page(request: Request) -> Response:
         comparisons = list(
             session.exec(select(Comparison).order_by(col(Comparison.published_at).desc()))
         )
-    return _render(request, admin, "editions.html", editions=rows, comparisons=comparisons)
+    return render(request, admin, "editions.html", editions=rows, comparisons=comparisons)
 
 
 @router.get("/editions/{edition_id}")
 def edition_page(request: Request, edition_id: int, notice: str = "") -> Response:
-    admin = _viewer(request)
+    admin = viewer(request)
     if isinstance(admin, Response):
         return admin
     with session_scope(request.app.state.engine) as session:
         try:
             edition, copy = previews.of_edition(session, edition_id, request.app.state.settings)
         except InputError as error:
-            return _render(
+            return render(
                 request,
                 admin,
                 "message.html",
-                status=404,
+                status_code=404,
                 heading="No such edition",
                 text=str(error),
             )
         changed = previews.source_changed(session, edition)
     report = control.report(request.app.state.engine, edition_id)
-    return _render(
+    return render(
         request,
         admin,
         "edition.html",
@@ -203,22 +203,22 @@ def edition_page(request: Request, edition_id: int, notice: str = "") -> Respons
 @router.get("/comparisons/{slug}")
 def comparison_page(request: Request, slug: str) -> Response:
     """A preview of any stored comparison, as it would go out if its week fired now."""
-    admin = _viewer(request)
+    admin = viewer(request)
     if isinstance(admin, Response):
         return admin
     with session_scope(request.app.state.engine) as session:
         row = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
         if row is None:
-            return _render(
+            return render(
                 request,
                 admin,
                 "message.html",
-                status=404,
+                status_code=404,
                 heading="No such comparison",
                 text=f"Nothing is stored as {slug!r}.",
             )
         copy = previews.of_comparison(row, request.app.state.settings)
-    return _render(
+    return render(
         request,
         admin,
         "edition.html",
@@ -243,10 +243,10 @@ def _back(edition_id: int, notice: str) -> Response:
 
 @router.post("/editions/{edition_id}/retitle")
 async def retitle(request: Request, edition_id: int) -> Response:
-    acting = await _acting(request, operator=False, what="edit an edition")
-    if isinstance(acting, Response):
-        return acting
-    fields = await _form(request)
+    who = await acting(request, operator=False, what="edit an edition")
+    if isinstance(who, Response):
+        return who
+    fields = await read_form(request)
     try:
         with session_scope(request.app.state.engine) as session:
             previews.retitle(
@@ -263,10 +263,10 @@ async def retitle(request: Request, edition_id: int) -> Response:
 
 @router.post("/editions/{edition_id}/test")
 async def test_send(request: Request, edition_id: int) -> Response:
-    acting = await _acting(request, operator=False, what="send a test")
-    if isinstance(acting, Response):
-        return acting
-    fields = await _form(request)
+    who = await acting(request, operator=False, what="send a test")
+    if isinstance(who, Response):
+        return who
+    fields = await read_form(request)
     state = request.app.state
     try:
         with session_scope(state.engine) as session:
@@ -283,11 +283,11 @@ async def test_send(request: Request, edition_id: int) -> Response:
 
 @router.post("/editions/{edition_id}/approve")
 async def approve(request: Request, edition_id: int) -> Response:
-    acting = await _acting(request, operator=False, what="approve an edition")
-    if isinstance(acting, Response):
-        return acting
+    who = await acting(request, operator=False, what="approve an edition")
+    if isinstance(who, Response):
+        return who
     try:
-        control.approve(request.app.state.engine, edition_id, by=acting.email)
+        control.approve(request.app.state.engine, edition_id, by=who.email)
     except InputError as error:
         return _back(edition_id, f"Not approved: {error}")
     _carry_on(request, edition_id)
@@ -299,9 +299,9 @@ async def approve(request: Request, edition_id: int) -> Response:
 
 @router.post("/editions/{edition_id}/pause")
 async def pause(request: Request, edition_id: int) -> Response:
-    acting = await _acting(request, operator=True, what="pause a send")
-    if isinstance(acting, Response):
-        return acting
+    who = await acting(request, operator=True, what="pause a send")
+    if isinstance(who, Response):
+        return who
     try:
         control.pause(request.app.state.engine, edition_id)
     except InputError as error:
@@ -311,9 +311,9 @@ async def pause(request: Request, edition_id: int) -> Response:
 
 @router.post("/editions/{edition_id}/resume")
 async def resume(request: Request, edition_id: int) -> Response:
-    acting = await _acting(request, operator=True, what="resume a send")
-    if isinstance(acting, Response):
-        return acting
+    who = await acting(request, operator=True, what="resume a send")
+    if isinstance(who, Response):
+        return who
     try:
         control.resume(request.app.state.engine, edition_id)
     except InputError as error:
@@ -324,9 +324,9 @@ async def resume(request: Request, edition_id: int) -> Response:
 
 @router.post("/editions/{edition_id}/cancel")
 async def cancel(request: Request, edition_id: int) -> Response:
-    acting = await _acting(request, operator=True, what="cancel a send")
-    if isinstance(acting, Response):
-        return acting
+    who = await acting(request, operator=True, what="cancel a send")
+    if isinstance(who, Response):
+        return who
     settings = request.app.state.settings
     try:
         control.cancel(request.app.state.engine, edition_id, lease_s=settings.send_lease_s)
