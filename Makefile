@@ -58,6 +58,7 @@ bench: install ses-emulator bench-deps
 	$(BIN)/python benchmarks/render_and_build.py
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/tracking_bench.py
+	$(BIN)/python benchmarks/stats_bench.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import select
 
 from tests.helpers import add_subscribers, example_payload, require_approval, store_payload
-from worker import db, users, weekly
+from worker import db, engagement, stats, subscribers, users, weekly
 from worker.config import Settings
-from worker.models import Delivery, Edition, EditionStatus, Role, utcnow
+from worker.models import Delivery, Edition, EditionStatus, EventKind, Role, utcnow
 from worker.transports.memory import MemoryTransport
 from worker.web import create_app
 
@@ -287,3 +288,57 @@ def test_csv_export_lists_every_subscriber(site: Site) -> None:
         "ada@example.com",
         "grace@example.com",
     ]
+
+
+# --- stats -------------------------------------------------------------------------------------
+
+
+def test_the_stats_page_shows_the_figures_of_the_events_and_exports_csv(
+    engine: Engine, settings: Settings, site: Site
+) -> None:
+    site.sign_in("operator@example.com")
+    site.client.post("/admin/editions/1/approve", data={"csrf_token": site.csrf()})
+    deadline = time.monotonic() + 20
+    while edition(engine).status != EditionStatus.SENT and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with db.session_scope(engine) as session:
+        session.execute(update(Delivery).values(sent_at=utcnow() - timedelta(hours=2)))
+        ids = [d.id for d in session.exec(select(Delivery).order_by(Delivery.id))]  # type: ignore[arg-type]
+    browser = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
+    for delivery_id, agent in ((ids[0], browser), (ids[0], browser), (ids[1], "Mozilla/5.0")):
+        engagement.record(
+            engine,
+            kind=EventKind.OPEN,
+            delivery_id=delivery_id or 0,
+            user_agent=agent,
+            client_ip=None,
+            now=utcnow(),
+        )
+    engagement.record(
+        engine,
+        kind=EventKind.CLICK,
+        delivery_id=ids[0] or 0,
+        user_agent=browser,
+        client_ip=None,
+        now=utcnow(),
+        url="https://example.com/a?x=<b>",
+    )
+    with db.session_scope(engine) as session:
+        grace = session.get(Delivery, ids[1])
+        assert grace is not None
+        subscribers.unsubscribe_by_link(session, grace.subscriber_id, grace.id)
+    page = site.client.get("/admin/editions/1/stats").text
+    with db.session_scope(engine) as session:
+        figures = stats.of_edition(session, 1)
+    assert (figures.unique_human_opens, figures.human_opens, figures.machine_opens) == (1, 2, 1)
+    assert figures.unsubscribes == 1 and figures.human_clicks == 1
+    assert f'id="unique-human-opens">{figures.unique_human_opens}<' in page
+    assert f'id="opens">{figures.human_opens} / {figures.machine_opens}<' in page
+    assert f'id="unsubscribes">{figures.unsubscribes}<' in page
+    assert "https://example.com/a?x=&lt;b&gt;" in page and "<b>" not in page.split("<h2>Clicks")[1]
+    assert page.count("<svg") == 3
+    exported = site.client.get("/admin/editions/1/stats.csv").text.splitlines()
+    assert exported[0] == "metric,value" and "unsubscribes,1" in exported
+    outcomes = site.client.get("/admin/editions/1/outcomes.csv").text.splitlines()
+    assert len(outcomes) == 3 and outcomes[0].startswith("email,")
+    assert site.client.get("/admin/editions/9/stats").status_code == 404

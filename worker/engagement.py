@@ -103,7 +103,10 @@ def record(
     # would add are two more round trips on the hottest path the web app has.
     with engine.connect() as connection:
         connection.execution_options(isolation_level="AUTOCOMMIT")
-        return connection.execute(_event_insert(), values).rowcount == 1
+        result = connection.execute(
+            _event_insert().execution_options(preserve_rowcount=True), values
+        )
+        return result.rowcount == 1
 
 
 @cache

@@ -14,7 +14,16 @@ from worker.abuse import AttemptLimiter, LocalAttempts, RedisAttempts
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
 from worker.transports import make_transport
-from worker.web import admin, admin_subscribers, archive, engagement, hooks, public, signup
+from worker.web import (
+    admin,
+    admin_stats,
+    admin_subscribers,
+    archive,
+    engagement,
+    hooks,
+    public,
+    signup,
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Open and click events are written by a few threads of their own (see web.engagement);
     # a request waits for its event, so a graceful stop loses none.
     app.state.event_writers = ThreadPoolExecutor(EVENT_WRITERS, thread_name_prefix="events")
+    # Sends started from the admin pages on the embedded setup (no workers): see web.admin.
+    app.state.background_sends = []
     app.include_router(public.router)
     app.include_router(engagement.router)
     app.include_router(signup.router)
@@ -45,11 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hooks.router)
     app.include_router(admin.router)
     app.include_router(admin_subscribers.router)
+    app.include_router(admin_stats.router)
     return app
 
 
 @asynccontextmanager
-async def _settled(_: FastAPI) -> AsyncIterator[None]:
+async def _settled(app: FastAPI) -> AsyncIterator[None]:
     """Before serving, move everything loaded so far out of the garbage collector's sight.
 
     The app starts with ~150,000 long-lived objects (modules, SQLAlchemy and Pydantic models);
@@ -59,12 +71,16 @@ async def _settled(_: FastAPI) -> AsyncIterator[None]:
     """
     gc.freeze()
     yield
+    # A send started in this process finishes before it stops (what is left stays pending).
+    for sender in app.state.background_sends:
+        sender.join(timeout=SEND_JOIN_S)
 
 
 SIGNUP_WINDOW_S = 3600
 LOGIN_ATTEMPTS = 10  # per client address and per account, per window
 LOGIN_WINDOW_S = 900
 EVENT_WRITERS = 8
+SEND_JOIN_S = 60
 
 
 def signup_limiter(settings: Settings) -> AttemptLimiter:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
 from worker import subscribers
 from worker.db import session_scope
 from worker.models import SubscriberStatus
 from worker.web.admin import acting, read_form, render, viewer
+from worker.web.downloads import csv_download
 
 router = APIRouter(prefix="/admin")
 PAGE_SIZE = 100
@@ -100,24 +99,9 @@ def export_subscribers(request: Request) -> Response:
         return admin
     engine = request.app.state.engine
 
-    def lines() -> Iterator[str]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["email", "name", "status", "created_at"])
+    def rows() -> Iterator[tuple[str, ...]]:
+        yield ("email", "name", "status", "created_at")
         with session_scope(engine) as session:
-            for row in subscribers.export_rows(session):
-                writer.writerow(row)
-                if buffer.tell() > 64 * 1024:
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
-        yield buffer.getvalue()
+            yield from subscribers.export_rows(session)
 
-    return StreamingResponse(
-        lines(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": 'attachment; filename="subscribers.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(rows(), "subscribers.csv")
