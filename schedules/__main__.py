@@ -15,12 +15,13 @@ import socket
 import sys
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
 from sqlalchemy.exc import OperationalError
 
+from schedules import firing
 from schedules.leader import Leadership, RedisLeadership, Solo
 from schedules.process import Clock, Scheduler
 from worker import runner, runtime, weekly
@@ -69,13 +70,15 @@ def main(argv: list[str]) -> int:
     current = runtime.current()
     instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     leadership: Leadership
+    lease_s = max(3 * args.tick_s, 5.0)
+    # A fire noticed within a tick, or after a standby took over the lead, is on time.
+    on_time = max(firing.ON_TIME, timedelta(seconds=lease_s + 2 * args.tick_s))
     if settings.redis_url:
         from worker.actors import prepare_edition
 
         def enqueue(schedule_id: int, period_key: str) -> None:
             prepare_edition.send(schedule_id, period_key)
 
-        lease_s = max(3 * args.tick_s, 5.0)
         client = redis.Redis.from_url(settings.redis_url)
         leadership = RedisLeadership(client, token=instance, lease_s=lease_s)
     else:
@@ -95,6 +98,7 @@ def main(argv: list[str]) -> int:
         clock=_clock(args.clock_file),
         instance=instance,
         tick_s=args.tick_s,
+        on_time=on_time,
     )
     if args.once:
         scheduler.run_once()

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,6 +16,7 @@ from worker import fires
 from worker.errors import InputError, NotFoundError
 from worker.models import (
     Edition,
+    Event,
     FireOutcome,
     MissedRunPolicy,
     Schedule,
@@ -89,27 +90,41 @@ def remove(session: Session, name: str) -> None:
             f"`newsletter schedules pause {name}` stops it instead"
         )
     session.execute(delete(ScheduleFire).where(col(ScheduleFire.schedule_id) == schedule.id))
+    session.execute(delete(Event).where(col(Event.schedule_id) == schedule.id))
     session.delete(schedule)
 
 
 def skip(session: Session, name: str, week: str) -> str:
-    """Mark a period so the schedule does not fire for it; refused once it has fired."""
+    """Mark a period so the schedule does not fire for it; refused once it has fired.
+
+    Insert-or-ignore, then a conditional UPDATE: a fire racing the skip wins or loses as a
+    whole, never a skip reported done over a week that was sent.
+    """
     schedule = named(session, name)
     assert schedule.id is not None
     period = iso_week(week, schedule.timezone)
-    fire = fires.find(session, schedule.id, period.key)
-    if fire is not None and fire.outcome not in (FireOutcome.SKIPPED, FireOutcome.MISSED):
-        raise InputError(
-            f"week {period.key}: schedule {name!r} already fired for it ({fire.outcome})"
-        )
-    fires.record(
+    if fires.claim(
         session,
-        schedule.id,
-        period.key,
+        schedule_id=schedule.id,
+        period_key=period.key,
+        fire_at=period.start_utc,
         outcome=FireOutcome.SKIPPED,
         detail="by an operator",
-        fire_at=period.start_utc,
+    ):
+        return period.key
+    changed = session.execute(
+        update(ScheduleFire)
+        .where(col(ScheduleFire.schedule_id) == schedule.id)
+        .where(col(ScheduleFire.period_key) == period.key)
+        .where(col(ScheduleFire.outcome).in_([FireOutcome.SKIPPED, FireOutcome.MISSED]))
+        .values(outcome=FireOutcome.SKIPPED, detail="by an operator")
     )
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        fire = fires.find(session, schedule.id, period.key)
+        raise InputError(
+            f"week {period.key}: schedule {name!r} already fired for it "
+            f"({fire.outcome if fire else 'in progress'})"
+        )
     return period.key
 
 

@@ -7,6 +7,7 @@ again downstream, so even two fires that slipped through make one edition and on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from worker.db import session_scope
 from worker.models import FireOutcome, MissedRunPolicy, Schedule
 from worker.periods import iso_week, week_of
 
+log = logging.getLogger("schedules")
 Enqueue = Callable[[int, str], None]  # (schedule id, period key) → queued
 # How late a fire may be noticed and still count as on time: a few ticks of a running scheduler.
 ON_TIME = timedelta(minutes=2)
@@ -34,7 +36,7 @@ class Due:
     late: bool  # the scheduler was down at fire_at (or is catching up)
 
 
-def due(schedule: Schedule, now: datetime) -> Due | None:
+def due(schedule: Schedule, now: datetime, *, on_time: timedelta = ON_TIME) -> Due | None:
     """The period this schedule should have fired for by `now`, if that period is still on.
 
     Only the latest fire time counts, so a scheduler that was down for weeks fires at most the
@@ -47,7 +49,7 @@ def due(schedule: Schedule, now: datetime) -> Due | None:
     period_key = week_of(fire_at, schedule.timezone)
     if now >= iso_week(period_key, schedule.timezone).end_utc:
         return None
-    return Due(schedule.id, schedule.name, period_key, fire_at, late=now - fire_at > ON_TIME)
+    return Due(schedule.id, schedule.name, period_key, fire_at, late=now - fire_at > on_time)
 
 
 @dataclass
@@ -57,15 +59,25 @@ class TickReport:
     retried: list[Due]
 
 
-def tick(engine: Engine, now: datetime, enqueue: Enqueue) -> TickReport:
-    """Fire what is due. Safe to run from several schedulers at once, and again and again."""
+def tick(
+    engine: Engine, now: datetime, enqueue: Enqueue, *, on_time: timedelta = ON_TIME
+) -> TickReport:
+    """Fire what is due. Safe to run from several schedulers at once, and again and again.
+
+    `on_time`: how late a fire may be noticed and still count as on time (a scheduler passes
+    its tick plus the time a standby needs to take over the lead). One broken schedule is
+    logged and skipped; it never stops the others.
+    """
     report = TickReport([], [], [])
     with session_scope(engine) as session:
         enabled = list(session.exec(select(Schedule).where(col(Schedule.enabled))))
     for schedule in enabled:
-        found = due(schedule, now)
-        if found is not None:
-            _fire(engine, schedule, found, now, enqueue, report)
+        try:
+            found = due(schedule, now, on_time=on_time)
+            if found is not None:
+                _fire(engine, schedule, found, now, enqueue, report)
+        except Exception:
+            log.exception("schedule %r could not be fired", schedule.name)
     return report
 
 
@@ -79,7 +91,7 @@ def _fire(
 ) -> None:
     with session_scope(engine) as session:
         if found.late and schedule.missed_run == MissedRunPolicy.SKIP:
-            if fires.claim(
+            missed = fires.claim(
                 session,
                 schedule_id=found.schedule_id,
                 period_key=found.period_key,
@@ -87,17 +99,21 @@ def _fire(
                 outcome=FireOutcome.MISSED,
                 detail="the scheduler was not running at the fire time (missed-run policy: skip)",
                 now=now,
-            ):
+            )
+            if missed:
                 report.missed.append(found)
-            return
-        claimed = fires.claim(
-            session,
-            schedule_id=found.schedule_id,
-            period_key=found.period_key,
-            fire_at=found.fire_at,
-            detail="late: fired on start-up" if found.late else "",
-            now=now,
-        )
+            claimed = False
+        else:
+            claimed = fires.claim(
+                session,
+                schedule_id=found.schedule_id,
+                period_key=found.period_key,
+                fire_at=found.fire_at,
+                detail="late: fired on start-up" if found.late else "",
+                now=now,
+            )
+        # A fire claimed on time whose message never reached the queue is sent again, whatever
+        # the missed-run policy: it did fire on time, only its message was lost.
         retry = not claimed and fires.stale_enqueued(
             session, found.schedule_id, found.period_key, now
         )

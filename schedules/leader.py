@@ -38,15 +38,18 @@ class Solo:
 
 
 class RedisLeadership:
-    def __init__(self, client: redis.Redis, *, token: str, lease_s: float) -> None:
+    def __init__(
+        self, client: redis.Redis, *, token: str, lease_s: float, key: str = LEADER_KEY
+    ) -> None:
         self.redis = client
         self.token = token
         self.lease_ms = int(lease_s * 1000)
+        self.key = key
 
     def hold(self) -> bool:
-        if self.redis.set(LEADER_KEY, self.token, nx=True, px=self.lease_ms):
+        if self.redis.set(self.key, self.token, nx=True, px=self.lease_ms):
             return True
-        return bool(self.redis.eval(_RENEW, 1, LEADER_KEY, self.token, self.lease_ms))
+        return bool(self.redis.eval(_RENEW, 1, self.key, self.token, self.lease_ms))
 
     def release(self) -> None:
-        self.redis.eval(_RELEASE, 1, LEADER_KEY, self.token)
+        self.redis.eval(_RELEASE, 1, self.key, self.token)

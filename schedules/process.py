@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 
@@ -32,6 +32,7 @@ class Scheduler:
         clock: Clock,
         instance: str,
         tick_s: float,
+        on_time: timedelta = firing.ON_TIME,
     ) -> None:
         self.engine = engine
         self.enqueue = enqueue
@@ -39,6 +40,7 @@ class Scheduler:
         self.clock = clock
         self.instance = instance
         self.tick_s = tick_s
+        self.on_time = on_time
         self.started_at = clock()
         self.leading = False
 
@@ -51,7 +53,7 @@ class Scheduler:
         self._beat(now)
         if not leading:
             return None
-        report = firing.tick(self.engine, now, self.enqueue)
+        report = firing.tick(self.engine, now, self.enqueue, on_time=self.on_time)
         for fired in report.fired + report.retried:
             log.info(
                 "fired %s for %s%s", fired.name, fired.period_key, " (late)" if fired.late else ""

@@ -12,9 +12,10 @@ Two matches that land on the same instant count once.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from worker.errors import InputError
 from worker.periods import zone
@@ -35,17 +36,24 @@ def check_cron(expression: str) -> str:
             f"cron {expression!r} is not a valid cron expression "
             "(minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6 or MON-SUN)"
         )
+    try:  # valid fields can still describe no date at all (30 February)
+        croniter(cleaned, datetime(2000, 1, 1)).get_next(datetime)
+    except CroniterBadDateError:
+        raise InputError(f"cron {expression!r} never matches a real date") from None
     return cleaned
 
 
 def check_zone(name: str) -> ZoneInfo:
-    """The zone, or InputError naming the field (reuses the period module's lookup)."""
-    try:
-        return zone(name)
-    except InputError:
-        raise InputError(
-            f"tz {name!r} is not a known IANA time zone (e.g. Europe/Berlin)"
-        ) from None
+    """The zone, or InputError naming the field. Only named IANA zones: "localtime" or
+    "Factory" would mean something else on every host."""
+    if name not in _known_zones():
+        raise InputError(f"tz {name!r} is not a known IANA time zone (e.g. Europe/Berlin)")
+    return zone(name)
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones() - {"localtime", "Factory"})
 
 
 def _instant(local: datetime, tz: ZoneInfo) -> datetime:

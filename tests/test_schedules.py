@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from schedules import admin, firing, timing
-from schedules.leader import LEADER_KEY, RedisLeadership, Solo
+from schedules.leader import RedisLeadership, Solo
 from schedules.process import Scheduler
 from tests.helpers import add_subscribers, example_payload, store_payload
 from worker import db, runner, runtime, weekly
@@ -24,6 +24,7 @@ from worker.models import (
     EditionStatus,
     FireOutcome,
     MissedRunPolicy,
+    Schedule,
     ScheduleFire,
     SchedulerBeat,
 )
@@ -309,28 +310,28 @@ def test_trigger_fires_the_current_week_even_a_skipped_one(engine: Engine) -> No
 def test_only_one_of_two_redis_leaderships_leads_until_it_lets_go(
     redis_client: redis.Redis,
 ) -> None:
-    redis_client.delete(LEADER_KEY)
-    first = RedisLeadership(redis_client, token=f"a-{uuid.uuid4()}", lease_s=5)
-    second = RedisLeadership(redis_client, token=f"b-{uuid.uuid4()}", lease_s=5)
+    key = f"test:leader:{uuid.uuid4().hex}"  # never the live schedulers' key
+    first = RedisLeadership(redis_client, token="a", lease_s=5, key=key)
+    second = RedisLeadership(redis_client, token="b", lease_s=5, key=key)
     try:
         assert first.hold() and not second.hold()
         assert first.hold()  # renewing keeps the lead
         first.release()
         assert second.hold() and not first.hold()
     finally:
-        redis_client.delete(LEADER_KEY)
+        redis_client.delete(key)
 
 
 def test_a_lead_that_is_not_renewed_passes_to_another(redis_client: redis.Redis) -> None:
-    redis_client.delete(LEADER_KEY)
-    dead = RedisLeadership(redis_client, token="dead", lease_s=0.2)
-    alive = RedisLeadership(redis_client, token="alive", lease_s=5)
+    key = f"test:leader:{uuid.uuid4().hex}"
+    dead = RedisLeadership(redis_client, token="dead", lease_s=0.2, key=key)
+    alive = RedisLeadership(redis_client, token="alive", lease_s=5, key=key)
     try:
         assert dead.hold() and not alive.hold()
         time.sleep(0.3)  # the dead one's lease runs out
         assert alive.hold() and not dead.hold()
     finally:
-        redis_client.delete(LEADER_KEY)
+        redis_client.delete(key)
 
 
 def test_the_scheduler_beats_and_fires_when_it_leads(engine: Engine) -> None:
@@ -349,3 +350,62 @@ def test_the_scheduler_beats_and_fires_when_it_leads(engine: Engine) -> None:
     with db.session_scope(engine) as session:
         (beat,) = session.exec(select(SchedulerBeat))
         assert beat.instance == "test-1" and beat.leader
+
+
+def test_a_late_fire_whose_message_was_lost_is_retried_even_with_the_skip_policy(
+    engine: Engine,
+) -> None:
+    add_schedule(engine, missed=MissedRunPolicy.SKIP)
+    lost = Queue()  # claimed on time, then the scheduler died before enqueueing
+    firing.tick(engine, at("2026-03-23T08:00Z"), lost)
+    again = Queue()
+    firing.tick(engine, at("2026-03-23T08:30Z"), again)
+    assert len(again.sent) == 1
+    assert fire_rows(engine) == [("2026-W13", FireOutcome.ENQUEUED)]
+
+
+@pytest.mark.parametrize("cron", ["0 9 30 2 *", "0 9 31 4 *"])
+def test_a_cron_that_never_matches_a_real_date_is_refused(cron: str) -> None:
+    with pytest.raises(InputError, match="never matches a real date"):
+        timing.check_cron(cron)
+
+
+def test_one_broken_schedule_does_not_stop_the_others(engine: Engine) -> None:
+    schedule_id = add_schedule(engine)
+    with db.session_scope(engine) as session:
+        session.add(
+            Schedule(
+                name="broken",
+                cron="0 9 30 2 *",
+                timezone=BERLIN,
+                enabled=True,
+                created_at=at("2026-03-01T00:00Z"),
+            )
+        )
+    queue = Queue()
+    firing.tick(engine, at("2026-03-23T08:00Z"), queue)
+    assert queue.sent == [(schedule_id, "2026-W13")]
+
+
+@pytest.mark.parametrize("name", ["localtime", "Factory", "Mars/Base", ""])
+def test_zones_that_are_not_named_iana_zones_are_refused(name: str) -> None:
+    with pytest.raises(InputError, match=r"^tz "):
+        timing.check_zone(name)
+
+
+@pytest.mark.parametrize("week", ["9999-W52", "0001-W01"])
+def test_weeks_out_of_range_are_refused(engine: Engine, week: str) -> None:
+    add_schedule(engine)
+    with db.session_scope(engine) as session, pytest.raises(InputError, match="out of range"):
+        admin.skip(session, "monday", week)
+
+
+def test_a_schedule_that_only_found_no_comparison_can_be_removed(
+    engine: Engine, settings: Settings
+) -> None:
+    add_schedule(engine, created="2026-11-01T00:00Z")
+    firing.tick(engine, at("2026-11-30T08:00Z"), in_process(engine, settings, MemoryTransport()))
+    with db.session_scope(engine) as session:
+        admin.remove(session, "monday")
+    with db.session_scope(engine) as session:
+        assert admin.all_schedules(session) == []

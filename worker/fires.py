@@ -49,12 +49,19 @@ def claim(
     return session.execute(statement).first() is not None
 
 
-def find(session: Session, schedule_id: int, period_key: str) -> ScheduleFire | None:
-    return session.exec(
+def find(
+    session: Session, schedule_id: int, period_key: str, *, lock: bool = False
+) -> ScheduleFire | None:
+    """The period's fire row; `lock` holds it (PostgreSQL) until the transaction ends, so an
+    operator's skip cannot slip in while the period is being prepared."""
+    statement = (
         select(ScheduleFire)
         .where(ScheduleFire.schedule_id == schedule_id)
         .where(ScheduleFire.period_key == period_key)
-    ).first()
+    )
+    if lock:
+        statement = statement.with_for_update()
+    return session.exec(statement).first()
 
 
 def stale_enqueued(session: Session, schedule_id: int, period_key: str, now: datetime) -> bool:

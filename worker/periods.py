@@ -38,6 +38,8 @@ def iso_week(key: str, tz_name: str) -> Period:
         monday = date.fromisocalendar(year, week, 1)
     except ValueError:
         raise InputError(f"week {key!r} does not exist: {year} has no week {week}") from None
+    if not 1970 <= year <= 9998:
+        raise InputError(f"week {key!r} is out of range (years 1970 to 9998)")
     tz = zone(tz_name)
     start = datetime.combine(monday, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(monday + timedelta(days=7), datetime.min.time(), tzinfo=tz)

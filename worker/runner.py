@@ -36,10 +36,24 @@ def enqueue(edition_id: int) -> None:
     start_send.send(edition_id)
 
 
+_IN_PROCESS = threading.Lock()
+
+
 def send_in_process(
     engine: Engine, edition_id: int, *, lease_s: int, progress: ProgressFn | None
 ) -> None:
-    """Run start_send and everything it enqueues on one worker thread until none is left."""
+    """Run start_send and everything it enqueues on one worker thread until none is left.
+
+    One at a time per process: the in-process broker is shared, and two senders draining it at
+    once would each wait on the other's messages.
+    """
+    with _IN_PROCESS:
+        _send_in_process(engine, edition_id, lease_s=lease_s, progress=progress)
+
+
+def _send_in_process(
+    engine: Engine, edition_id: int, *, lease_s: int, progress: ProgressFn | None
+) -> None:
     from worker.actors import QUEUE
     from worker.broker import broker
 

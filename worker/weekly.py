@@ -113,7 +113,7 @@ def prepare_period(
         schedule = session.get(Schedule, schedule_id)
         if schedule is None:
             return None
-        fire = fires.find(session, schedule_id, period_key)
+        fire = fires.find(session, schedule_id, period_key, lock=True)
         if fire is not None and fire.outcome == FireOutcome.SKIPPED:
             return None
         result = _prepare(

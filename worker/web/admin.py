@@ -349,4 +349,6 @@ def _carry_on(request: Request, edition_id: int) -> None:
             state.engine, edition_id, lease_s=state.settings.send_lease_s, progress=None
         )
 
-    threading.Thread(target=send, name=f"send-{edition_id}", daemon=True).start()
+    sender = threading.Thread(target=send, name=f"send-{edition_id}", daemon=True)
+    state.background_sends.append(sender)
+    sender.start()
