@@ -46,7 +46,6 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(default=None, alias="SMTP_PASSWORD")
     smtp_security: SmtpSecurity = Field(default="starttls", alias="SMTP_SECURITY")
     smtp_timeout_s: float = Field(default=30, alias="SMTP_TIMEOUT_S", gt=0)
-    admin_password: str | None = Field(default=None, alias="ADMIN_PASSWORD")
     # SNS topics whose SES notifications /hooks/ses accepts (comma-separated ARNs).
     sns_topic_arns: str = Field(default="", alias="SNS_TOPIC_ARNS")
     subscribe_limit_per_hour: int = Field(default=10, alias="SUBSCRIBE_LIMIT_PER_HOUR", ge=1)
