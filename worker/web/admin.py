@@ -4,10 +4,12 @@ watch sends and pause, resume or cancel them. Server-rendered pages, one form pe
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from schedules import admin as schedule_admin
@@ -297,42 +299,50 @@ async def approve(request: Request, edition_id: int) -> Response:
 # --- operator actions ------------------------------------------------------------------------
 
 
-@router.post("/editions/{edition_id}/pause")
-async def pause(request: Request, edition_id: int) -> Response:
-    who = await acting(request, operator=True, what="pause a send")
+async def _steer(
+    request: Request, edition_id: int, *, verb: str, done: str, act: Callable[[Engine], object]
+) -> Response:
+    """One operator action on a send: allowed, done, and said on the edition's page."""
+    who = await acting(request, operator=True, what=f"{verb} a send")
     if isinstance(who, Response):
         return who
     try:
-        control.pause(request.app.state.engine, edition_id)
+        act(request.app.state.engine)
     except InputError as error:
-        return _back(edition_id, f"Not paused: {error}")
-    return _back(edition_id, "Paused.")
+        return _back(edition_id, f"Not done ({verb}): {error}")
+    return _back(edition_id, done)
+
+
+@router.post("/editions/{edition_id}/pause")
+async def pause(request: Request, edition_id: int) -> Response:
+    return await _steer(
+        request,
+        edition_id,
+        verb="pause",
+        done="Paused.",
+        act=lambda engine: control.pause(engine, edition_id),
+    )
 
 
 @router.post("/editions/{edition_id}/resume")
 async def resume(request: Request, edition_id: int) -> Response:
-    who = await acting(request, operator=True, what="resume a send")
-    if isinstance(who, Response):
-        return who
-    try:
-        control.resume(request.app.state.engine, edition_id)
-    except InputError as error:
-        return _back(edition_id, f"Not resumed: {error}")
-    _carry_on(request, edition_id)
-    return _back(edition_id, "Resumed.")
+    def act(engine: Engine) -> None:
+        control.resume(engine, edition_id)
+        _carry_on(request, edition_id)
+
+    return await _steer(request, edition_id, verb="resume", done="Resumed.", act=act)
 
 
 @router.post("/editions/{edition_id}/cancel")
 async def cancel(request: Request, edition_id: int) -> Response:
-    who = await acting(request, operator=True, what="cancel a send")
-    if isinstance(who, Response):
-        return who
-    settings = request.app.state.settings
-    try:
-        control.cancel(request.app.state.engine, edition_id, lease_s=settings.send_lease_s)
-    except InputError as error:
-        return _back(edition_id, f"Not cancelled: {error}")
-    return _back(edition_id, "Cancelled: nothing more is sent.")
+    lease_s = request.app.state.settings.send_lease_s
+    return await _steer(
+        request,
+        edition_id,
+        verb="cancel",
+        done="Cancelled: nothing more is sent.",
+        act=lambda engine: control.cancel(engine, edition_id, lease_s=lease_s),
+    )
 
 
 def _carry_on(request: Request, edition_id: int) -> None:
