@@ -8,17 +8,28 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import update
 
 from tests.conftest import REPO
 from tests.helpers import add_subscribers, example_payload, require_approval, store_payload
 from tests.live_site import LiveSite
-from worker import db, runner, users, weekly
-from worker.models import DeliveryState, Edition, EditionStatus, Role, utcnow
+from worker import db, engagement, runner, stats, users, weekly
+from worker.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    EditionStatus,
+    Event,
+    EventKind,
+    Role,
+    utcnow,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -140,3 +151,60 @@ def test_operator_pauses_and_resumes_a_send_from_the_page(tmp_path: Path, page: 
         assert edition(site).status == EditionStatus.SENT
         assert runner.counts(site.engine, 1)[DeliveryState.SENT] == 60
         assert len(list(site.settings.outbox_path.glob("e1-*.eml"))) == 60
+
+
+def test_the_stats_page_shows_simulated_opens_clicks_and_bounces(
+    tmp_path: Path, page: Page
+) -> None:
+    with LiveSite(tmp_path) as site:
+        prepare(site, readers=3)
+        with db.session_scope(site.engine) as session:
+            session.execute(
+                update(Edition).values(status=EditionStatus.APPROVED, approved_by="test")
+            )
+        runner.send_in_process(site.engine, 1, lease_s=60, progress=None)
+        with db.session_scope(site.engine) as session:
+            session.execute(update(Delivery).values(sent_at=utcnow() - timedelta(hours=1)))
+        browser_agent = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
+        for delivery_id, agent in ((1, browser_agent), (2, browser_agent), (2, "Mozilla/5.0")):
+            engagement.record(
+                site.engine,
+                kind=EventKind.OPEN,
+                delivery_id=delivery_id,
+                user_agent=agent,
+                client_ip=None,
+                now=utcnow(),
+            )
+        engagement.record(
+            site.engine,
+            kind=EventKind.CLICK,
+            delivery_id=1,
+            user_agent=browser_agent,
+            client_ip=None,
+            now=utcnow(),
+            url=example_payload()["url"],
+        )
+        with db.session_scope(site.engine) as session:
+            session.add(
+                Event(
+                    kind=EventKind.BOUNCE,
+                    delivery_id=3,
+                    edition_id=1,
+                    subscriber_id=3,
+                    at=utcnow(),
+                    detail="permanent bounce: General",
+                )
+            )
+        sign_in(page, site, "op@example.com")
+        page.goto(f"{site.base}/admin/editions/1/stats")
+        with db.session_scope(site.engine) as session:
+            figures = stats.of_edition(session, 1)
+        assert (figures.unique_human_opens, figures.machine_opens, figures.bounces) == (2, 1, 1)
+        expect(page.locator("#unique-human-opens")).to_have_text(str(figures.unique_human_opens))
+        expect(page.locator("#opens")).to_have_text(
+            f"{figures.human_opens} / {figures.machine_opens}"
+        )
+        expect(page.locator("#bounces")).to_contain_text(f"{figures.bounces} (1 permanent)")
+        expect(page.locator("#unique-human-clickers")).to_have_text("1")
+        expect(page.get_by_role("img", name="Opens over time")).to_be_visible()
+        shot(page, "stats")
