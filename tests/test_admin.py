@@ -192,17 +192,23 @@ def test_approval_records_who_and_sends_the_approved_render(engine: Engine, site
     assert sorted(m.to_address for m in site.mail.sent) == ["ada@example.com", "grace@example.com"]
 
 
-def test_a_reimported_comparison_shows_source_changed_and_leaves_the_content_alone(
+def test_a_comparison_reimported_after_approval_shows_source_changed_and_sends_the_approved(
     engine: Engine, site: Site
 ) -> None:
     site.sign_in("editor@example.com")
-    before = edition(engine).html
+    approved_html = edition(engine).html
+    site.client.post("/admin/editions/1/approve", data={"csrf_token": site.csrf()})
+    deadline = time.monotonic() + 20
+    while edition(engine).status != EditionStatus.SENT and time.monotonic() < deadline:
+        time.sleep(0.05)
     changed = example_payload()
     changed["dek"] = "A different dek after approval."
     store_payload(engine, changed)
     page = site.client.get("/admin/editions/1").text
-    assert "Source changed since" in page
-    assert edition(engine).html == before
+    assert "Source changed since approval" in page
+    assert edition(engine).html == approved_html
+    sent = [m for m in site.mail.sent if not m.subject.startswith("[TEST]")]
+    assert len(sent) == 2 and all("A different dek" not in m.html for m in sent)
 
 
 def test_signing_out_ends_the_session(site: Site) -> None:
