@@ -112,6 +112,22 @@ def pg_schema() -> Iterator[str]:
         admin.dispose()
 
 
+def flushed_redis(url: str) -> Iterator[str]:
+    """A Redis database emptied before and after a test that owns it (fixture body)."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        service_unavailable("Redis", error)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """The local Redis server (tests keep to their own keys)."""

@@ -20,10 +20,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 
-from tests.conftest import postgres_schema_url, service_unavailable
+from tests.conftest import flushed_redis, postgres_schema_url
 from tests.helpers import example_payload, write_json
 from tests.ses_emulator import stored
 from tests.test_workers import Deployment
@@ -46,14 +45,7 @@ WEEKS = ["2026-W42", "2026-W43", "2026-W44", "2026-W45"]
 
 @pytest.fixture
 def redis_db() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        service_unavailable("Redis", error)
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
+    yield from flushed_redis(REDIS_URL)
 
 
 class Schedulers:

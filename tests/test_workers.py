@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from sqlalchemy import create_engine, text
 
-from tests.conftest import EXAMPLE, postgres_schema_url, service_unavailable
+from tests.conftest import EXAMPLE, flushed_redis, postgres_schema_url
 from tests.ses_emulator import FaultProxy, Faults, stored
 from worker import tracking
 
@@ -35,14 +34,7 @@ SUBSCRIBERS = 2_000
 
 @pytest.fixture
 def redis_db() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        service_unavailable("Redis", error)
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
+    yield from flushed_redis(REDIS_URL)
 
 
 class Deployment:

@@ -138,16 +138,21 @@ def list_editions(session: Session) -> list[Edition]:
 PREVIEW_FILES = ("email.html", "email.txt", "email.mjml", "subject.txt")
 
 
+def sample_values(base_url: str, slug: str) -> dict[str, str]:
+    """Personal values for a copy nobody receives (previews, tests): links stay untracked and
+    the pixel is inline, so opening one records nothing."""
+    return {
+        "unsubscribe_url": f"{base_url}/unsubscribe/preview",
+        "browser_url": f"{base_url}/archive/{slug}",
+        "open_url": BLANK_PIXEL_URL,
+    }
+
+
 def write_preview(row: Comparison, settings: Settings, out_dir: Path) -> list[Path]:
     """The email as a reader would get it (sample personal links) written to out_dir."""
     key = placeholders.new_key()
     rendered = render_comparison(row, settings, key)
-    # Links stay untracked and the pixel is inline: opening a preview records nothing.
-    values = {
-        "unsubscribe_url": f"{settings.public_base_url}/unsubscribe/preview",
-        "browser_url": f"{settings.public_base_url}/archive/{row.slug}",
-        "open_url": BLANK_PIXEL_URL,
-    }
+    values = sample_values(settings.public_base_url, row.slug)
     html = placeholders.Template.compile(rendered.html, key, escape_html=True).fill(values)
     text = placeholders.Template.compile(rendered.text, key, escape_html=False).fill(values)
     mjml = placeholders.Template.compile(rendered.mjml, key, escape_html=True).fill(values)

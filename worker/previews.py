@@ -11,10 +11,10 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from emails.placeholders import Template, new_key
-from emails.render import BLANK_PIXEL_URL, one_line, render_weekly
+from emails.render import one_line, render_weekly
 from worker import comparisons
 from worker.config import Settings
-from worker.editions import content_hash, footer_of
+from worker.editions import content_hash, footer_of, sample_values
 from worker.errors import InputError, NotFoundError
 from worker.models import Comparison, Edition, EditionStatus
 from worker.subscribers import normalise_email
@@ -37,11 +37,7 @@ class Copy:
 def _copy(
     subject: str, preheader: str, html_body: str, text_body: str, key: str, base: str, slug: str
 ) -> Copy:
-    values = {
-        "unsubscribe_url": f"{base}/unsubscribe/preview",
-        "browser_url": f"{base}/archive/{slug}",
-        "open_url": BLANK_PIXEL_URL,
-    }
+    values = sample_values(base, slug)
     page = Template.compile(html_body, key, escape_html=True).fill(values)
     text = Template.compile(text_body, key, escape_html=False).fill(values)
     links = list(dict.fromkeys(html.unescape(href) for href in _HREF.findall(page)))

@@ -38,6 +38,10 @@ def render(
     )
 
 
+def not_found(request: Request, admin: auth.Admin, heading: str, text: str) -> Response:
+    return render(request, admin, "message.html", status_code=404, heading=heading, text=text)
+
+
 async def read_form(request: Request) -> dict[str, Any]:
     return dict(await request.form())
 
@@ -178,14 +182,7 @@ def edition_page(request: Request, edition_id: int, notice: str = "") -> Respons
         try:
             edition, copy = previews.of_edition(session, edition_id, request.app.state.settings)
         except InputError as error:
-            return render(
-                request,
-                admin,
-                "message.html",
-                status_code=404,
-                heading="No such edition",
-                text=str(error),
-            )
+            return not_found(request, admin, "No such edition", str(error))
         changed = previews.source_changed(session, edition)
     report = control.report(request.app.state.engine, edition_id)
     return render(
@@ -211,13 +208,8 @@ def comparison_page(request: Request, slug: str) -> Response:
     with session_scope(request.app.state.engine) as session:
         row = session.exec(select(Comparison).where(Comparison.slug == slug)).first()
         if row is None:
-            return render(
-                request,
-                admin,
-                "message.html",
-                status_code=404,
-                heading="No such comparison",
-                text=f"Nothing is stored as {slug!r}.",
+            return not_found(
+                request, admin, "No such comparison", f"Nothing is stored as {slug!r}."
             )
         copy = previews.of_comparison(row, request.app.state.settings)
     return render(

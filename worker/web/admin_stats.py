@@ -11,7 +11,7 @@ from markupsafe import Markup
 from worker import charts, stats
 from worker.db import session_scope
 from worker.errors import NotFoundError
-from worker.web.admin import render, viewer
+from worker.web.admin import not_found, render, viewer
 from worker.web.downloads import csv_download
 
 router = APIRouter(prefix="/admin")
@@ -26,14 +26,7 @@ def stats_page(request: Request, edition_id: int) -> Response:
         try:
             figures = stats.of_edition(session, edition_id)
         except NotFoundError as error:
-            return render(
-                request,
-                admin,
-                "message.html",
-                status_code=404,
-                heading="No such edition",
-                text=str(error),
-            )
+            return not_found(request, admin, "No such edition", str(error))
     # Markup: charts.py builds the SVG itself and escapes every text it puts in.
     opens = Markup(charts.time_series_svg(figures.opens_over_time, title="Opens over time"))
     clicks = Markup(charts.time_series_svg(figures.clicks_over_time, title="Clicks over time"))
