@@ -15,19 +15,22 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from schedules import firing
 from schedules.leader import Leadership, RedisLeadership, Solo
 from schedules.process import Clock, Scheduler
-from worker import runner, runtime, weekly
-from worker.config import get_settings
+from worker import logs, runner, runtime, weekly
+from worker.config import get_settings, setting_problems
 from worker.errors import ConfigError, InputError, SchemaOutOfDateError
 from worker.models import utcnow
+from worker.watchdog import Watch, rewatch
 
 DEFAULT_TICK_S = 15.0
 
@@ -44,6 +47,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         help=f"seconds between checks (default {DEFAULT_TICK_S:g})",
     )
     parser.add_argument("--once", action="store_true", help="check once and exit")
+    parser.add_argument(
+        "--solo",
+        action="store_true",
+        help="act on every tick without the Redis leader lease, as if no other scheduler ran; "
+        "two such schedulers race, and the database still lets each week fire once",
+    )
     parser.add_argument(
         "--clock-file",
         type=Path,
@@ -65,22 +74,33 @@ def _clock(path: Path | None) -> Clock:
 
 def main(argv: list[str]) -> int:
     args = _arguments(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
+    logs.configure(settings)
     current = runtime.current()
     instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     leadership: Leadership
     lease_s = max(3 * args.tick_s, 5.0)
     # A fire noticed within a tick, or after a standby took over the lead, is on time.
     on_time = max(firing.ON_TIME, timedelta(seconds=lease_s + 2 * args.tick_s))
+    watch: Callable[[], object] | None = None
     if settings.redis_url:
-        from worker.actors import prepare_edition
+        from worker.actors import prepare_edition, reconcile
 
         def enqueue(schedule_id: int, period_key: str) -> None:
             prepare_edition.send(schedule_id, period_key)
 
         client = redis.Redis.from_url(settings.redis_url)
-        leadership = RedisLeadership(client, token=instance, lease_s=lease_s)
+        leadership = (
+            Solo() if args.solo else RedisLeadership(client, token=instance, lease_s=lease_s)
+        )
+        # Sends whose watching messages Redis lost (a restart without persistence) get new ones.
+        sends = Watch(client, lease_s=settings.send_lease_s)
+
+        def watch() -> list[int]:
+            return rewatch(
+                current.engine, sends, lambda edition_id, chain: reconcile.send(edition_id, chain)
+            )
+
     else:
 
         def enqueue(schedule_id: int, period_key: str) -> None:
@@ -99,6 +119,7 @@ def main(argv: list[str]) -> int:
         instance=instance,
         tick_s=args.tick_s,
         on_time=on_time,
+        watch=watch,
     )
     if args.once:
         scheduler.run_once()
@@ -123,4 +144,7 @@ if __name__ == "__main__":
         redis.RedisError,
     ) as error:
         sys.stderr.write(f"scheduler: {str(error).splitlines()[0]}\n")
+        sys.exit(1)
+    except ValidationError as error:  # a setting that does not validate: one line each
+        sys.stderr.writelines(f"scheduler: {line}\n" for line in setting_problems(error))
         sys.exit(1)

@@ -33,6 +33,7 @@ class Scheduler:
         instance: str,
         tick_s: float,
         on_time: timedelta = firing.ON_TIME,
+        watch: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
         self.enqueue = enqueue
@@ -41,6 +42,7 @@ class Scheduler:
         self.instance = instance
         self.tick_s = tick_s
         self.on_time = on_time
+        self.watch = watch
         self.started_at = clock()
         self.leading = False
 
@@ -60,6 +62,8 @@ class Scheduler:
             )
         for missed in report.missed:
             log.info("missed %s for %s (policy: skip)", missed.name, missed.period_key)
+        if self.watch is not None:
+            self.watch()
         return report
 
     def run(self, stop: threading.Event) -> None:

@@ -89,14 +89,16 @@ def error_lines(result: Result) -> list[str]:
 
 
 def crash_a_sender(*, claimed: int) -> list[tuple[int, str]]:
-    """Start edition 1 and have a sender claim its first `claimed` deliveries and die before
-    recording anything; then expire the leases as a reconciler would. Returns (id, address)."""
+    """Start edition 1 and have a sender claim its first `claimed` deliveries, hand them to the
+    provider and die before recording anything; then expire the leases as a reconciler would.
+    Returns (id, address)."""
     with opened_engine() as engine:
         prepared = weekly.prepare_week(engine, get_settings(), week=WEEK)
         assert prepared.edition is not None and prepared.edition.id == 1
         (batch,) = sending.start_send(engine, 1)
         with db.session_scope(engine) as session:
             taken = delivery.claim(session, 1, batch[:claimed])
+            delivery.hand_over(session, [c.delivery_id for c in taken])
         assert sending.reconcile(engine, 1, lease_s=0) == claimed
     return [(c.delivery_id, c.email) for c in taken]
 

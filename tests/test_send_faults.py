@@ -109,6 +109,7 @@ def test_the_last_batch_does_not_finish_an_edition_a_resend_just_reopened(
 
     with db.session_scope(engine) as session:
         delivery.claim(session, edition_id, batches[0][2:])
+        delivery.hand_over(session, batches[0][2:])
     sending.reconcile(engine, edition_id, lease_s=0)
     assert control.resolve_uncertain(engine, edition_id, resend=True) == 1
     assert sending.finish_if_done(engine, edition_id) is False  # one row is pending again

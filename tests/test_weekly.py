@@ -229,9 +229,10 @@ def test_a_delivery_left_sending_by_a_crash_becomes_uncertain_and_is_not_resent(
     assert prepared.edition is not None and prepared.edition.id is not None
     edition_id = prepared.edition.id
     batches = sending.start_send(engine, edition_id)
-    # A sender claims one delivery and dies before recording anything.
+    # A sender claims one delivery, hands it to the provider and dies before recording anything.
     with db.session_scope(engine) as session:
         (crashed,) = delivery.claim(session, edition_id, batches[0][:1])
+        delivery.hand_over(session, [crashed.delivery_id])
         session.execute(
             update(Delivery)
             .values(claimed_at=utcnow() - timedelta(seconds=settings.send_lease_s + 1))
@@ -253,6 +254,27 @@ def test_a_delivery_left_sending_by_a_crash_becomes_uncertain_and_is_not_resent(
     assert edition_counts(engine)[DeliveryState.SENT] == 3
 
 
+def test_a_sender_that_dies_before_handing_over_leaves_nothing_uncertain(
+    engine: Engine, settings: Settings
+) -> None:
+    _setup(engine, *READERS)
+    prepared = weekly.prepare_week(engine, settings, week=WEEK)
+    assert prepared.edition is not None and prepared.edition.id is not None
+    edition_id = prepared.edition.id
+    batches = sending.start_send(engine, edition_id)
+    # It claimed the batch and handed the first message over; the other two waited their turn.
+    with db.session_scope(engine) as session:
+        claimed = delivery.claim(session, edition_id, batches[0])
+        delivery.hand_over(session, [claimed[0].delivery_id])
+    assert sending.reconcile(engine, edition_id, lease_s=0) == 1
+    counts = edition_counts(engine)
+    assert counts[DeliveryState.UNCERTAIN] == 1 and counts[DeliveryState.PENDING] == 2
+    transport = MemoryTransport()
+    send_week(engine, settings, transport)
+    assert sorted(m.to_address for m in transport.sent) == sorted(c.email for c in claimed[1:])
+    assert edition_counts(engine)[DeliveryState.UNCERTAIN] == 1  # only the one handed over
+
+
 def test_uncertain_deliveries_can_be_marked_sent(engine: Engine, settings: Settings) -> None:
     _setup(engine, *READERS)
     prepared = weekly.prepare_week(engine, settings, week=WEEK)
@@ -260,6 +282,7 @@ def test_uncertain_deliveries_can_be_marked_sent(engine: Engine, settings: Setti
     batches = sending.start_send(engine, prepared.edition.id)
     with db.session_scope(engine) as session:
         delivery.claim(session, prepared.edition.id, batches[0])
+        delivery.hand_over(session, batches[0])
     assert sending.reconcile(engine, prepared.edition.id, lease_s=0) == 3
     assert control.resolve_uncertain(engine, prepared.edition.id, resend=False) == 3
     assert edition_counts(engine)[DeliveryState.SENT] == 3

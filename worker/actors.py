@@ -45,8 +45,10 @@ def start_send(edition_id: int) -> None:
     now = runtime.current()
     for batch in sending.start_send(now.engine, edition_id):
         send_batch.send(edition_id, batch)
-    if not sending.finish_if_done(now.engine, edition_id) and now.watchdog:
-        reconcile.send_with_options(args=(edition_id,), delay=_lease_ms())
+    if not sending.finish_if_done(now.engine, edition_id) and now.watch:
+        chain = now.watch.take_over(edition_id)
+        if chain is not None:  # None: a chain already watches (a repeated or resumed start)
+            reconcile.send_with_options(args=(edition_id, chain), delay=_lease_ms())
 
 
 @_actor
@@ -69,21 +71,26 @@ def send_batch(edition_id: int, delivery_ids: list[int]) -> None:
 
 
 @_actor
-def reconcile(edition_id: int) -> None:
+def reconcile(edition_id: int, chain: str = "") -> None:
     """The watchdog of a send spread over worker processes, every lease while it lasts.
 
     Deliveries stuck `sending` past their lease (their worker died) become `uncertain`. Pending
-    deliveries that nobody claimed for a whole lease belong to messages lost with a dead worker:
-    they are handed out again (a duplicate message claims nothing).
+    deliveries that nobody claimed for a whole lease belong to messages lost with a dead worker
+    or with a Redis restart: they are handed out again (a duplicate message claims nothing).
+    One chain of these messages watches an edition (worker.watchdog); another one ends here.
     """
     now = runtime.current()
+    if now.watch is not None and chain and not now.watch.keep(edition_id, chain):
+        return
     lease_s = now.settings.send_lease_s
     sending.reconcile(now.engine, edition_id, lease_s=lease_s)
     if sending.stalled(now.engine, edition_id, lease_s=lease_s):
         for batch in sending.start_send(now.engine, edition_id):
             send_batch.send(edition_id, batch)
     if sending.is_sending(now.engine, edition_id):
-        reconcile.send_with_options(args=(edition_id,), delay=_lease_ms())
+        reconcile.send_with_options(args=(edition_id, chain), delay=_lease_ms())
+    elif now.watch is not None and chain:
+        now.watch.release(edition_id, chain)
 
 
 def _lease_ms() -> int:

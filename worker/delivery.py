@@ -16,6 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col
 
+from worker import journal
 from worker.db import upsert_dialect
 from worker.models import (
     Delivery,
@@ -89,6 +90,7 @@ def claim(
         .values(
             state=DeliveryState.SENDING,
             claimed_at=now or utcnow(),
+            handed_at=None,
             attempts=col(Delivery.attempts) + 1,
         )
         .returning(col(Delivery.id))
@@ -169,11 +171,29 @@ def mark_sent(
 
 
 def mark_failed(session: Session, delivery_id: int, *, reason: str) -> int:
-    return _move(session, [delivery_id], to=DeliveryState.FAILED, last_error=reason[:2000])
+    return _give_up(session, delivery_id, to=DeliveryState.FAILED, reason=reason)
 
 
 def mark_uncertain(session: Session, delivery_id: int, *, reason: str) -> int:
-    return _move(session, [delivery_id], to=DeliveryState.UNCERTAIN, last_error=reason[:2000])
+    return _give_up(session, delivery_id, to=DeliveryState.UNCERTAIN, reason=reason)
+
+
+def _give_up(session: Session, delivery_id: int, *, to: DeliveryState, reason: str) -> int:
+    """sending → failed or uncertain, logged: each one is a reader who may not get the issue."""
+    statement = (
+        update(Delivery)
+        .where(col(Delivery.id) == delivery_id)
+        .where(col(Delivery.state) == DeliveryState.SENDING)
+        .values(state=to, last_error=reason[:2000])
+        .returning(col(Delivery.edition_id))
+    )
+    edition_id = session.execute(statement).scalar()
+    if edition_id is None:
+        return 0
+    journal.delivery_failed(
+        session, edition_id=edition_id, delivery_id=delivery_id, to_state=to, reason=reason
+    )
+    return 1
 
 
 def mark_skipped(session: Session, delivery_ids: Sequence[int], *, reason: str) -> int:
@@ -224,13 +244,23 @@ def attempts_of(session: Session, delivery_ids: Sequence[int]) -> dict[int, int]
 
 def renew(session: Session, delivery_ids: Sequence[int], *, now: datetime | None = None) -> int:
     """Extend the lease of rows a live sender still holds, so only a dead sender's expire."""
+    return _stamp_held(session, delivery_ids, claimed_at=now or utcnow())
+
+
+def hand_over(session: Session, delivery_ids: Sequence[int], *, now: datetime | None = None) -> int:
+    """Note that these claimed rows' messages now go to the provider (see expire_leases)."""
+    return _stamp_held(session, delivery_ids, handed_at=now or utcnow())
+
+
+def _stamp_held(session: Session, delivery_ids: Sequence[int], **stamp: datetime) -> int:
+    """Set a time on those rows still `sending` (a row settled meanwhile is left alone)."""
     if not delivery_ids:
         return 0
     statement = (
         update(Delivery)
         .where(col(Delivery.id).in_(list(delivery_ids)))
         .where(col(Delivery.state) == DeliveryState.SENDING)
-        .values(claimed_at=now or utcnow())
+        .values(**stamp)
     )
     return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
 
@@ -246,20 +276,44 @@ def last_claim(session: Session, edition_id: int) -> datetime | None:
 def expire_leases(
     session: Session, edition_id: int, *, lease_s: int, now: datetime | None = None
 ) -> int:
-    """Rows left `sending` past their lease (a worker died mid-send) become `uncertain`."""
+    """Rows left `sending` past their lease (a worker died mid-send) are settled; returns how many
+    became `uncertain`.
+
+    A row whose message was handed to the provider may have left: `uncertain`, never resent
+    blindly. A row that was claimed but never handed over (its sender died while it waited its
+    turn) cannot have left: it goes back to pending and is sent later.
+    """
     cutoff = (now or utcnow()) - timedelta(seconds=lease_s)
+    expired = and_(
+        col(Delivery.edition_id) == edition_id,
+        col(Delivery.state) == DeliveryState.SENDING,
+        col(Delivery.claimed_at) < cutoff,
+    )
+    session.execute(
+        update(Delivery)
+        .where(expired, col(Delivery.handed_at).is_(None))
+        .values(
+            state=DeliveryState.PENDING,
+            last_error="its sender stopped before handing it to the provider: sent again",
+        )
+    )
+    reason = "lease expired while sending"
     statement = (
         update(Delivery)
-        .where(
-            and_(
-                col(Delivery.edition_id) == edition_id,
-                col(Delivery.state) == DeliveryState.SENDING,
-                col(Delivery.claimed_at) < cutoff,
-            )
-        )
-        .values(state=DeliveryState.UNCERTAIN, last_error="lease expired while sending")
+        .where(expired, col(Delivery.handed_at).is_not(None))
+        .values(state=DeliveryState.UNCERTAIN, last_error=reason)
+        .returning(col(Delivery.id))  # each one is logged
     )
-    return session.execute(statement).rowcount or 0  # type: ignore[attr-defined]
+    uncertain = [row[0] for row in session.execute(statement)]
+    for delivery_id in uncertain:
+        journal.delivery_failed(
+            session,
+            edition_id=edition_id,
+            delivery_id=delivery_id,
+            to_state=DeliveryState.UNCERTAIN,
+            reason=reason,
+        )
+    return len(uncertain)
 
 
 def counts(connection: Session | Connection, edition_id: int) -> dict[DeliveryState, int]:
@@ -309,6 +363,8 @@ def set_edition_status(
     reason: str = "",
 ) -> bool:
     """One conditional UPDATE per transition, so a racing process loses cleanly."""
+    # Locked first, so the status read here is the one this UPDATE moves from (for the log).
+    before = lock_edition(session, edition_id)
     values: dict[str, object] = {"status": to, "status_reason": reason}
     if to == EditionStatus.SENDING:
         values["started_at"] = func.coalesce(
@@ -322,4 +378,7 @@ def set_edition_status(
         .where(col(Edition.status).in_(list(only_from)))
         .values(**values)
     )
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    moved = bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    if moved:
+        journal.edition_changed(session, edition_id, from_state=before, to_state=to, reason=reason)
+    return moved

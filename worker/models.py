@@ -230,6 +230,9 @@ class Delivery(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, sa_column=Column(String(255), index=True))
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     claimed_at: datetime | None = _utc()
+    # Set just before the provider call: a lease that expires without it was never handed over,
+    # so the row can safely go back to pending instead of becoming uncertain.
+    handed_at: datetime | None = _utc()
     sent_at: datetime | None = _utc()
 
 

@@ -16,6 +16,8 @@ from worker.db import ensure_schema, make_engine
 from worker.ratelimit import LocalTokenBucket, RateLimiter, RedisTokenBucket, Unlimited
 from worker.transports import make_transport
 from worker.transports.base import Transport
+from worker.transports.observed import ObservedTransport
+from worker.watchdog import Watch
 
 
 @dataclass
@@ -26,7 +28,7 @@ class Runtime:
     limiter: RateLimiter
     # Workers in other processes can die holding messages: a reconcile loop watches each send.
     # In-process (no Redis) the one sender settles leftovers itself before it starts.
-    watchdog: bool = False
+    watch: Watch | None = None
 
 
 _current: Runtime | None = None
@@ -56,7 +58,12 @@ def build(settings: Settings, engine: Engine | None = None) -> Runtime:
         ensure_schema(engine, settings)
     transport = make_transport(settings)
     limiter = make_limiter(settings, transport)
-    return Runtime(settings, engine, transport, limiter, watchdog=bool(settings.redis_url))
+    # Counted for the worker's exporter; wrapped after the limiter asked SES for its rate.
+    transport = ObservedTransport(transport)
+    watch = None
+    if settings.redis_url:
+        watch = Watch(redis.Redis.from_url(settings.redis_url), lease_s=settings.send_lease_s)
+    return Runtime(settings, engine, transport, limiter, watch=watch)
 
 
 def install(runtime: Runtime | None) -> None:

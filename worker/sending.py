@@ -218,8 +218,13 @@ def send_batch(
                 renewed_at = time.monotonic()
                 with session_scope(engine) as session:
                     delivery.renew(session, [c.delivery_id for c in waiting])
-            in_flight, waiting = waiting[:granted], waiting[granted:]
-            messages = [personalise(mail, c, settings, signing_key) for c in in_flight]
+            chunk = waiting[:granted]
+            messages = [personalise(mail, c, settings, signing_key) for c in chunk]
+            # Committed before the call: if this process dies from here on, the rows are
+            # uncertain; before it, they were never handed over and go back to pending.
+            with session_scope(engine) as session:
+                delivery.hand_over(session, [c.delivery_id for c in chunk])
+            in_flight, waiting = chunk, waiting[granted:]
             results = transport.send(messages)
             with session_scope(engine) as session:
                 _record(session, edition_id, in_flight, results, outcome)
