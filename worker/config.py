@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigError
 
 TransportName = Literal["outbox", "memory", "ses", "smtp"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
+LogFormat = Literal["human", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class Settings(BaseSettings):
@@ -40,6 +43,8 @@ class Settings(BaseSettings):
     ses_region: str | None = Field(default=None, alias="SES_REGION")
     ses_configuration_set: str | None = Field(default=None, alias="SES_CONFIGURATION_SET")
     ses_endpoint_url: str | None = Field(default=None, alias="SES_ENDPOINT_URL")
+    # Another SNS endpoint (a local stub in tests); only `newsletter doctor` calls SNS.
+    sns_endpoint_url: str | None = Field(default=None, alias="SNS_ENDPOINT_URL")
     smtp_host: str | None = Field(default=None, alias="SMTP_HOST")
     smtp_port: int = Field(default=587, alias="SMTP_PORT", ge=1, le=65535)
     smtp_username: str | None = Field(default=None, alias="SMTP_USERNAME")
@@ -49,6 +54,11 @@ class Settings(BaseSettings):
     # SNS topics whose SES notifications /hooks/ses accepts (comma-separated ARNs).
     sns_topic_arns: str = Field(default="", alias="SNS_TOPIC_ARNS")
     subscribe_limit_per_hour: int = Field(default=10, alias="SUBSCRIBE_LIMIT_PER_HOUR", ge=1)
+    log_format: LogFormat = Field(default="human", alias="LOG_FORMAT")
+    # Unset: INFO, but WARNING for the `newsletter` command, whose own output says what it did.
+    log_level: LogLevel | None = Field(default=None, alias="LOG_LEVEL")
+    # When set, /metrics answers only `Authorization: Bearer <token>` (the web app is public).
+    metrics_token: str | None = Field(default=None, alias="METRICS_TOKEN")
 
     @field_validator("timezone")
     @classmethod
@@ -58,6 +68,16 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Berlin)") from None
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> str:
+        return _one_of(value, get_args(LogFormat), str.lower)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> str | None:
+        return None if value is None else _one_of(value, get_args(LogLevel), str.upper)
 
     @field_validator("public_base_url")
     @classmethod
@@ -108,6 +128,23 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip().encode()
+
+
+def _one_of(value: object, allowed: tuple[str, ...], case: Callable[[str], str]) -> str:
+    """Either spelling (json, JSON) is fine; anything else is refused, naming what is allowed."""
+    text = case(str(value).strip())
+    if text not in allowed:
+        choices = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+        raise ValueError(f"must be {choices}, got {value!r}")
+    return text
+
+
+def setting_problems(error: ValidationError) -> list[str]:
+    """One line per setting that did not validate, named by its environment variable."""
+    return [
+        f"{str(problem['loc'][0]).upper() if problem['loc'] else 'setting'}: {problem['msg']}"
+        for problem in error.errors()
+    ]
 
 
 @lru_cache(maxsize=1)

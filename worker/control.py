@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
-from worker import delivery, engagement
+from worker import delivery, engagement, journal
 from worker.db import session_scope
 from worker.engagement import Engagement
 from worker.errors import InputError, NotFoundError
@@ -73,6 +73,10 @@ def approve(engine: Engine, edition_id: int, *, by: str) -> Edition:
         )
         if not session.execute(statement).rowcount:  # type: ignore[attr-defined]
             raise InputError(f"edition {edition_id} is {edition.status}: only a draft is approved")
+        # Not who approved: that is an address, and it is kept on the edition.
+        journal.edition_changed(
+            session, edition_id, from_state=EditionStatus.DRAFT, to_state=EditionStatus.APPROVED
+        )
         session.refresh(edition)
         return edition
 

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from emails import placeholders
 from emails.render import BLANK_PIXEL_URL, Footer, RenderedEmail, render_weekly
-from worker import comparisons
+from worker import comparisons, journal
 from worker.config import Settings
 from worker.models import Comparison, Edition, EditionStatus, Schedule, utcnow
 from worker.periods import Period
@@ -128,6 +128,8 @@ def prepare(
         winner = find(session, schedule, period.key)
         assert winner is not None
         return Prepared(edition=winner, created=False)
+    assert edition.id is not None
+    journal.edition_changed(session, edition.id, from_state=None, to_state=edition.status)
     return Prepared(edition=edition, created=True)
 
 

@@ -10,16 +10,19 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 
+from worker import logs
 from worker.abuse import AttemptLimiter, LocalAttempts, RedisAttempts
 from worker.config import Settings, get_settings
 from worker.db import ensure_schema, make_engine
 from worker.transports import make_transport
 from worker.web import (
+    access_log,
     admin,
     admin_stats,
     admin_subscribers,
     archive,
     engagement,
+    health,
     hooks,
     public,
     signup,
@@ -28,6 +31,7 @@ from worker.web import (
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logs.configure(settings)
     engine = make_engine(settings)
     ensure_schema(engine, settings)
     app = FastAPI(
@@ -49,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.event_writers = ThreadPoolExecutor(EVENT_WRITERS, thread_name_prefix="events")
     # Sends started from the admin pages on the embedded setup (no workers): see web.admin.
     app.state.background_sends = []
+    app.state.probes = health.Probes.of(settings)  # for /readyz and /metrics
+    app.include_router(health.router)
     app.include_router(public.router)
     app.include_router(engagement.router)
     app.include_router(signup.router)
@@ -57,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(admin_subscribers.router)
     app.include_router(admin_stats.router)
+    access_log.install()
     return app
 
 
@@ -70,6 +77,7 @@ async def _settled(app: FastAPI) -> AsyncIterator[None]:
     whatever garbage exists at start-up stays, a one-off few hundred kilobytes at most.)
     """
     gc.freeze()
+    access_log.install()  # uvicorn may have reset its loggers since create_app
     yield
     # A send started in this process finishes before it stops (what is left stays pending).
     for sender in app.state.background_sends:

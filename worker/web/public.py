@@ -1,4 +1,4 @@
-"""Pages readers reach from an email: unsubscribe (a page, and RFC 8058 one-click), health."""
+"""Pages readers reach from an email: unsubscribe (a page, and RFC 8058 one-click)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ def _reader(request: Request, token: str) -> tuple[int, int | None] | None:
         return tracking.read_unsubscribe_token(request.app.state.settings.signing_key(), token)
     except tracking.InvalidToken:
         return None
-
-
-@router.get("/healthz", response_class=PlainTextResponse)
-def healthz() -> str:
-    return "ok"
 
 
 def _addressee(request: Request, token: str) -> tuple[Subscriber, int | None] | Response:
