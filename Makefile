@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 EMULATOR := tools/ses-emulator/node_modules/.package-lock.json
 
-.PHONY: install demo web test bench bench-deps lint system-deps ses-emulator clean
+.PHONY: install demo web test bench bench-deps faults lint system-deps ses-emulator clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,11 +59,20 @@ bench: install ses-emulator bench-deps
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/tracking_bench.py
 	$(BIN)/python benchmarks/stats_bench.py
+	$(BIN)/python benchmarks/metrics_bench.py
+
+# The fault-injection suite: 2,000 subscribers, three rounds of each scenario (kill -9 of a worker,
+# a Redis restart, PostgreSQL connections dropped, SES throttling and server errors, two
+# schedulers racing, a webhook flood of repeated SNS messages) against PostgreSQL, a Redis server
+# of its own and the SES emulator; prints sent/duplicates/lost/uncertain/time. `make test` runs
+# each scenario once (tests/test_faults.py).
+faults: install ses-emulator
+	$(BIN)/python -m faults --rounds $(or $(ROUNDS),3) --subscribers $(or $(SUBSCRIBERS),2000)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy worker emails schedules benchmarks tests
+	$(BIN)/mypy worker emails schedules benchmarks faults tests
 
 clean:
 	rm -rf $(VENV) var artifacts .pytest_cache .mypy_cache .ruff_cache tools/ses-emulator/node_modules

@@ -188,9 +188,38 @@ def bench_rate() -> None:
         drop_schema(schema)
 
 
+def bench_worker_throughput() -> None:
+    """(c) What one worker process sends per second when SES answers at once (the proxy accepts
+    each SendEmail itself), for sizing: the whole path of a message (claim, personalise, build
+    the MIME, SigV4-signed HTTPS-style call, bookkeeping) on PostgreSQL and Redis."""
+    from faults.deployment import Deployment, services
+    from tests.ses_emulator import Faults
+
+    folder = Path(tempfile.mkdtemp())
+    with services(folder) as shared:
+        for processes, threads in ((1, 4), (1, 8), (2, 4)):
+            faults = Faults(sink=True)
+            round_folder = folder / f"{processes}x{threads}"
+            round_folder.mkdir()
+            with Deployment(
+                round_folder, shared, faults=faults, subscribers=RATE_MESSAGES
+            ) as deploy:
+                for _ in range(processes):
+                    deploy.start_worker(threads=threads)
+                deploy.newsletter("send-weekly", "--week", "2026-W47", "--wait")
+                times = sorted(faults.call_times)
+            steady = rate_between(times, len(times) // 20, len(times) - 1 - len(times) // 20)
+            print(
+                f"(c) {processes} worker process(es) × {threads} threads, SES answering at once: "
+                f"{steady:.0f} messages/s ({len(times):,} messages)"
+            )
+
+
 if __name__ == "__main__":
     part = sys.argv[1] if len(sys.argv) > 1 else "all"
     if part in ("all", "enqueue"):
         bench_enqueue()
     if part in ("all", "rate"):
         bench_rate()
+    if part in ("all", "throughput"):
+        bench_worker_throughput()

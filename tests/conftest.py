@@ -6,6 +6,7 @@ CI=true an unreachable PostgreSQL fails those tests instead of skipping them.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from playwright.sync_api import Browser
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from faults.deployment import Services
 from worker import db
 from worker.config import Settings
 
@@ -51,7 +53,11 @@ SETTING_NAMES = (
     "SMTP_SECURITY",
     "SMTP_TIMEOUT_S",
     "SNS_TOPIC_ARNS",
+    "SNS_ENDPOINT_URL",
     "SUBSCRIBE_LIMIT_PER_HOUR",
+    "METRICS_TOKEN",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
 )
 
 
@@ -74,6 +80,24 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     get_settings.cache_clear()
     runtime.install(None)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """A command or create_app() in a test sets up the whole process's logging (worker.logs):
+    the next test starts from it as it was, and threads outliving a test stay quiet."""
+    from worker import logs
+    from worker.web import access_log
+
+    names = ["", "dramatiq", *logs.CHATTY, *logs.NOISY, *access_log.UVICORN_LOGGERS]
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(lg.level, list(lg.handlers), lg.propagate, list(lg.filters)) for lg in loggers]
+    yield
+    for logger, (level, handlers, propagate, filters) in zip(loggers, saved, strict=True):
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        logger.filters[:] = filters
 
 
 @pytest.fixture
@@ -185,6 +209,26 @@ def ses_emulator() -> Iterator[str]:
         yield url
     finally:
         emulator.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def fault_services(
+    ses_emulator: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Services]:
+    """What real deployments in tests share: the emulator, and a Redis server of their own that
+    a test may restart (faults.deployment); PostgreSQL is checked here so that it fails early."""
+    from faults.deployment import services
+
+    probe = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with probe.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        service_unavailable("PostgreSQL", error)
+    finally:
+        probe.dispose()
+    with services(tmp_path_factory.mktemp("deployments"), emulator_url=ses_emulator) as running:
+        yield running
 
 
 @pytest.fixture

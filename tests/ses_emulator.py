@@ -7,18 +7,23 @@ boto3 path meets them over real HTTP.
 
 from __future__ import annotations
 
+import base64
+import email.parser
 import http.client
 import http.server
 import json
 import random
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +55,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_emulator() -> Iterator[str]:
-    """Start the emulator on a free port; raises RuntimeError when it cannot."""
+def running_emulator(*, account: Mapping[str, Any] = ACCOUNT) -> Iterator[str]:
+    """Start the emulator on a free port, answering GetAccount with `account` (a sandbox one,
+    say); raises RuntimeError when it cannot."""
     if not EMULATOR_CLI.exists():
         raise RuntimeError(f"{EMULATOR_CLI} is missing: run `make ses-emulator`")
     port = free_port()
     process = subprocess.Popen(
         ["node", str(EMULATOR_CLI), "--host", "127.0.0.1", "--port", str(port)],
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "AWS_SES_ACCOUNT": json.dumps(ACCOUNT)},
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "AWS_SES_ACCOUNT": json.dumps(account)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -92,6 +98,13 @@ def stored(url: str) -> list[dict[str, Any]]:
     return emails
 
 
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+    recipient: str
+    delivery_header: str  # X-Verdicts-Delivery
+
+
 @dataclass
 class Faults:
     """What the proxy does to SendEmail calls; everything else passes straight through."""
@@ -101,10 +114,21 @@ class Faults:
     account_error: str | None = None  # e.g. "SendingPausedException"
     reject_addresses: set[str] = field(default_factory=set)
     silent_s: float = 0.0  # hold every send this long before answering (read timeouts)
+    sink: bool = False  # accept sends here without the emulator (for throughput figures)
     seed: int = 7
     calls: int = 0
     injected: int = 0
     call_times: list[float] = field(default_factory=list)  # time.monotonic() of each SendEmail
+    # Each send SES accepted, as SES would later report it in a delivery event, whether or not
+    # the caller saw the answer.
+    accepted: list[Accepted] = field(default_factory=list)
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A caller killed mid-request (the fault suite's kill -9) is expected, not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FaultProxy:
@@ -127,7 +151,9 @@ class FaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fault = proxy._fault_for(self.path, body)
-                if fault is None:
+                if fault is None and proxy.faults.sink and self.path.startswith(SEND_PATH):
+                    proxy._accept(self, body)
+                elif fault is None:
                     proxy._forward(self, body)
                 else:
                     status, code, message = fault
@@ -142,7 +168,7 @@ class FaultProxy:
                     except (BrokenPipeError, ConnectionResetError):
                         pass  # the caller timed out first, as the test meant it to
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -181,17 +207,45 @@ class FaultProxy:
                 faults.injected += 1
         return fault
 
+    def _accept(self, handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+        message_id = f"sink-{uuid.uuid4().hex}"
+        with self._lock:
+            self.faults.accepted.append(_accepted(message_id, body))
+        payload = json.dumps({"MessageId": message_id}).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
     def _forward(self, handler: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
         connection = http.client.HTTPConnection(self.upstream, timeout=60)
         headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
         connection.request(handler.command, handler.path, body=body or None, headers=headers)
         response = connection.getresponse()
         payload = response.read()
+        if handler.path.startswith(SEND_PATH) and response.status == 200:
+            accepted = _accepted(json.loads(payload)["MessageId"], body)
+            with self._lock:
+                self.faults.accepted.append(accepted)
         handler.send_response(response.status)
         for name, value in response.getheaders():
             if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                 handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        try:
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the caller died waiting (a killed worker): SES has the message all the same
         connection.close()
+
+
+def _accepted(message_id: str, body: bytes) -> Accepted:
+    raw = base64.b64decode(json.loads(body)["Content"]["Raw"]["Data"])
+    headers = email.parser.BytesHeaderParser().parsebytes(raw)
+    return Accepted(
+        message_id=message_id,
+        recipient=parseaddr(str(headers.get("To", "")))[1],
+        delivery_header=str(headers.get("X-Verdicts-Delivery", "")),
+    )
