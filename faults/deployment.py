@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -34,6 +34,17 @@ WEEK = "2026-W47"
 SECRET = "fault-suite-secret-key-0123456789abcdef"
 LEASE_S = 3
 THREADS = 4  # per worker process
+
+
+def wait_for(
+    condition: Callable[[], bool], what: str, *, timeout_s: float = 90, poll_s: float = 0.2
+) -> None:
+    """Poll `condition` until it holds; TimeoutError naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(poll_s)
 
 
 def _sqlalchemy(url: str) -> str:
@@ -253,11 +264,12 @@ class Deployment:
     def wait_until_accepted(self, count: int, *, timeout_s: float = 120) -> None:
         """Until SES accepted `count` sends (counted by the proxy: reading the emulator's whole
         store this often would slow it down)."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.faults.accepted) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"SES did not reach {count} messages in {timeout_s:.0f} s")
-            time.sleep(0.05)
+        wait_for(
+            lambda: len(self.faults.accepted) >= count,
+            f"SES to accept {count} messages",
+            timeout_s=timeout_s,
+            poll_s=0.05,
+        )
 
     def wait_until_sent(self, *, editions: int = 1, timeout_s: float = 300) -> None:
         """Until `editions` editions are sent with nothing pending or in flight."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from faults.deployment import WEEK, Deployment, Services
+from faults.deployment import WEEK, Deployment, Services, wait_for
 from faults.events import delivery_event
 from faults.webhook import Flood
 from tests.ses_emulator import Faults
@@ -206,7 +206,11 @@ def schedulers_racing(round_: Round) -> Outcome:
         deploy.start_worker()
         for _ in range(2):
             deploy.start_scheduler("--solo", "--tick-s", "0.05", "--clock-file", str(clock))
-        _wait_for(lambda: deploy.scalar("SELECT count(*) FROM scheduler_beat") >= 2)
+        wait_for(
+            lambda: deploy.scalar("SELECT count(*) FROM scheduler_beat") >= 2,
+            "both schedulers' heartbeats",
+            timeout_s=60,
+        )
         started = time.monotonic()
         clock.with_suffix(".tmp").write_text(FIRE_AT.isoformat())
         clock.with_suffix(".tmp").replace(clock)  # both see the fire time at the same tick
@@ -262,14 +266,6 @@ def webhook_flood(round_: Round) -> Outcome:
         )
         outcome.lost += posted.errors
         return outcome
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the scenario's precondition never held")
-        time.sleep(0.1)
 
 
 SCENARIOS: dict[str, Scenario] = {

@@ -110,18 +110,22 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def test_the_newsletter_command_writes_json_lines_to_stderr(tmp_path: Path) -> None:
-    env = _env(tmp_path, LOG_FORMAT="json", LOG_LEVEL="INFO")
+def _send_the_sample_week(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`newsletter send-weekly` for one reader and the sample comparison, as a user would."""
     newsletter = str(BIN / "newsletter")
     for args in (["comparisons", "import", str(EXAMPLE)], ["subscribers", "add", READER]):
         subprocess.run([newsletter, *args], env=env, check=True, capture_output=True)
-    done = subprocess.run(
+    return subprocess.run(
         [newsletter, "send-weekly", "--week", "2026-W47"],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_the_newsletter_command_writes_json_lines_to_stderr(tmp_path: Path) -> None:
+    done = _send_the_sample_week(_env(tmp_path, LOG_FORMAT="json", LOG_LEVEL="INFO"))
     assert done.returncode == 0, done.stderr
     assert "sent" in done.stdout  # the command's own summary is still there, on stdout
     lines = json_lines(done.stderr)  # and stderr holds nothing but JSON lines
@@ -135,17 +139,7 @@ def test_the_newsletter_command_writes_json_lines_to_stderr(tmp_path: Path) -> N
 def test_the_newsletter_command_prints_only_warnings_unless_log_level_asks(
     tmp_path: Path,
 ) -> None:
-    env = _env(tmp_path)
-    newsletter = str(BIN / "newsletter")
-    for args in (["comparisons", "import", str(EXAMPLE)], ["subscribers", "add", READER]):
-        subprocess.run([newsletter, *args], env=env, check=True, capture_output=True)
-    done = subprocess.run(
-        [newsletter, "send-weekly", "--week", "2026-W47"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _send_the_sample_week(_env(tmp_path))
     assert done.returncode == 0 and done.stderr == ""
 
 

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from functools import partial
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from faults.deployment import Deployment, Services
+from faults.deployment import Deployment, Services, wait_for
 from tests.helpers import example_payload, write_json
 from tests.ses_emulator import Faults, stored
 
@@ -53,14 +53,6 @@ class Schedulers:
 
     def start(self) -> subprocess.Popen[bytes]:
         return self.deploy.start_scheduler("--tick-s", "0.2", "--clock-file", str(self.clock))
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture
